@@ -1,0 +1,16 @@
+//! edgehub's kernel programs.
+//!
+//! Built for `bpfel-unknown-none` by `cargo xtask build-ebpf` (or by `hub-daemon`'s build
+//! script), embedded into the `edgehub` binary and loaded by its `ebpf` module.
+//! Requires a kernel with BTF and tcx (Linux 6.6 or later).
+#![no_std]
+#![no_main]
+
+mod count;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
+    // The verifier rejects any program that could reach this: there is no way to panic in BPF.
+    loop {}
+}

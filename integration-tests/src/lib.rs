@@ -1,0 +1,2 @@
+//! Privileged test harness.
+pub mod postgres;

@@ -1,0 +1,1 @@
+//! A throwaway PostgreSQL 15 server for tests.
