@@ -1,0 +1,47 @@
+//! Embeds `hub-ebpf`'s object into the `edgehub` binary.
+//!
+//! With the eBPF toolchain present (nightly, rust-src, bpf-linker: `cargo xtask setup`), the
+//! object is rebuilt here whenever its sources change. Without it, a fresh object built
+//! earlier by `cargo xtask build-ebpf` is embedded; a stale or missing one never is: the
+//! daemon is then built without eBPF (so `cargo build` works on plain stable), the build
+//! prints a warning, and every command that needs the programs fails naming the command to
+//! run.
+
+#[path = "../xtask/src/ebpf_build.rs"]
+mod ebpf_build;
+
+use std::{env, fs, path::PathBuf};
+
+fn main() {
+    let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let workspace = manifest.parent().expect("hub-daemon sits in the workspace").to_path_buf();
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
+    let release = env::var("PROFILE").is_ok_and(|p| p == "release");
+
+    println!("cargo::rustc-check-cfg=cfg(edgehub_no_ebpf)");
+    println!("cargo::rerun-if-env-changed=PATH");
+    for krate in ebpf_build::SOURCE_CRATES {
+        println!("cargo::rerun-if-changed={}", workspace.join(krate).display());
+    }
+    println!("cargo::rerun-if-changed={}", workspace.join("xtask/src/ebpf_build.rs").display());
+    let object = ebpf_build::object_path(&workspace, release);
+    println!("cargo::rerun-if-changed={}", object.display());
+
+    let missing = ebpf_build::missing_tools();
+    if missing.is_empty() {
+        let status = ebpf_build::build_command(&workspace, release)
+            .status()
+            .expect("cargo can be started");
+        assert!(status.success(), "building hub-ebpf failed; run `cargo xtask build-ebpf`");
+    } else if !ebpf_build::object_is_fresh(&workspace, release) {
+        println!(
+            "cargo::warning=edgehub is built WITHOUT its eBPF programs: missing {}. \
+             Run `cargo xtask setup` then `cargo xtask build-ebpf{}`",
+            missing.join(", "),
+            if release { " --release" } else { "" },
+        );
+        println!("cargo::rustc-cfg=edgehub_no_ebpf");
+        return;
+    }
+    fs::copy(&object, out_dir.join("hub-ebpf")).expect("the hub-ebpf object can be copied");
+}
