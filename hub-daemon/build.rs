@@ -14,16 +14,25 @@ use std::{env, fs, path::PathBuf};
 
 fn main() {
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let workspace = manifest.parent().expect("hub-daemon sits in the workspace").to_path_buf();
+    let workspace = manifest
+        .parent()
+        .expect("hub-daemon sits in the workspace")
+        .to_path_buf();
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
     let release = env::var("PROFILE").is_ok_and(|p| p == "release");
 
     println!("cargo::rustc-check-cfg=cfg(edgehub_no_ebpf)");
     println!("cargo::rerun-if-env-changed=PATH");
     for krate in ebpf_build::SOURCE_CRATES {
-        println!("cargo::rerun-if-changed={}", workspace.join(krate).display());
+        println!(
+            "cargo::rerun-if-changed={}",
+            workspace.join(krate).display()
+        );
     }
-    println!("cargo::rerun-if-changed={}", workspace.join("xtask/src/ebpf_build.rs").display());
+    println!(
+        "cargo::rerun-if-changed={}",
+        workspace.join("xtask/src/ebpf_build.rs").display()
+    );
     let object = ebpf_build::object_path(&workspace, release);
     println!("cargo::rerun-if-changed={}", object.display());
 
@@ -32,7 +41,10 @@ fn main() {
         let status = ebpf_build::build_command(&workspace, release)
             .status()
             .expect("cargo can be started");
-        assert!(status.success(), "building hub-ebpf failed; run `cargo xtask build-ebpf`");
+        assert!(
+            status.success(),
+            "building hub-ebpf failed; run `cargo xtask build-ebpf`"
+        );
     } else if !ebpf_build::object_is_fresh(&workspace, release) {
         println!(
             "cargo::warning=edgehub is built WITHOUT its eBPF programs: missing {}. \

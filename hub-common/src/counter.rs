@@ -34,8 +34,20 @@ mod tests {
 
     #[test]
     fn merged_adds_both_fields() {
-        let a = PacketCounter { packets: 2, bytes: 100 };
-        let b = PacketCounter { packets: 3, bytes: 50 };
-        assert_eq!(a.merged(b), PacketCounter { packets: 5, bytes: 150 });
+        let a = PacketCounter {
+            packets: 2,
+            bytes: 100,
+        };
+        let b = PacketCounter {
+            packets: 3,
+            bytes: 50,
+        };
+        assert_eq!(
+            a.merged(b),
+            PacketCounter {
+                packets: 5,
+                bytes: 150
+            }
+        );
     }
 }

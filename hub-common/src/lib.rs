@@ -4,6 +4,12 @@
 //! values into maps, the userspace side reads them back through aya (feature `user`).
 #![no_std]
 
+pub mod checksum;
+pub mod conntrack;
 pub mod counter;
+pub mod headers;
+pub mod service;
+pub mod settings;
+pub mod stats;
 
 pub use counter::PacketCounter;

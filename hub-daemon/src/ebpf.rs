@@ -1,6 +1,6 @@
 //! The eBPF object embedded at build time, and loading it into the kernel.
 //!
-//! Requires Linux 6.6 or later (tcx links) with BTF, and CAP_BPF + CAP_NET_ADMIN.
+//! Requires Linux 6.6 or later (tcx links) with BTF, and `CAP_BPF` + `CAP_NET_ADMIN`.
 
 use aya::{Ebpf, EbpfLoader};
 
@@ -19,7 +19,10 @@ pub enum LoadError {
 /// The object built from `hub-ebpf`, when the build embedded one.
 #[cfg(not(edgehub_no_ebpf))]
 pub fn object() -> Option<&'static [u8]> {
-    Some(aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/hub-ebpf")))
+    Some(aya::include_bytes_aligned!(concat!(
+        env!("OUT_DIR"),
+        "/hub-ebpf"
+    )))
 }
 
 /// The object built from `hub-ebpf`, when the build embedded one.

@@ -29,8 +29,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     match Cli::parse().command {
@@ -39,7 +38,12 @@ fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("probing {iface}"))?;
             thread::sleep(Duration::from_secs(seconds));
             let counter = probe.read()?;
-            tracing::info!(iface, packets = counter.packets, bytes = counter.bytes, "counted");
+            tracing::info!(
+                iface,
+                packets = counter.packets,
+                bytes = counter.bytes,
+                "counted"
+            );
         }
     }
     Ok(())

@@ -6,9 +6,7 @@
 use aya::{
     EbpfLoader,
     maps::PerCpuArray,
-    programs::{
-        LinkOrder, ProgramError, SchedClassifier, TcAttachType, tc::TcAttachOptions,
-    },
+    programs::{LinkOrder, ProgramError, SchedClassifier, TcAttachType, tc::TcAttachOptions},
 };
 use hub_common::PacketCounter;
 
@@ -49,13 +47,19 @@ impl Probe {
             .program_mut(PROGRAM)
             .ok_or(ProbeError::Missing(PROGRAM))?
             .try_into()
-            .map_err(|source| ProbeError::Attach { iface: iface.to_owned(), source })?;
+            .map_err(|source| ProbeError::Attach {
+                iface: iface.to_owned(),
+                source,
+            })?;
         let attach = |program: &mut SchedClassifier| {
             program.load()?;
             let options = TcAttachOptions::TcxOrder(LinkOrder::default());
             program.attach_with_options(iface, TcAttachType::Ingress, options)
         };
-        attach(program).map_err(|source| ProbeError::Attach { iface: iface.to_owned(), source })?;
+        attach(program).map_err(|source| ProbeError::Attach {
+            iface: iface.to_owned(),
+            source,
+        })?;
         tracing::info!(iface, program = PROGRAM, "attached at tcx ingress");
         Ok(Self { ebpf })
     }
@@ -66,6 +70,8 @@ impl Probe {
         let counters: PerCpuArray<_, PacketCounter> =
             PerCpuArray::try_from(map).map_err(ProbeError::Map)?;
         let per_cpu = counters.get(&0, 0).map_err(ProbeError::Map)?;
-        Ok(per_cpu.iter().fold(PacketCounter::default(), |sum, c| sum.merged(*c)))
+        Ok(per_cpu
+            .iter()
+            .fold(PacketCounter::default(), |sum, c| sum.merged(*c)))
     }
 }

@@ -15,6 +15,10 @@ use hub_common::PacketCounter;
 static PASS_COUNTER: PerCpuArray<PacketCounter, 1> = PerCpuArray::new();
 
 #[classifier]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the classifier macro hands the context over"
+)]
 pub fn edgehub_count(ctx: TcContext) -> i32 {
     if let Some(counter) = PASS_COUNTER.get_ptr_mut(0) {
         // SAFETY: the pointer comes from a per-CPU array lookup, is valid for this program

@@ -1,7 +1,7 @@
 //! Privileged test harness: network namespaces, veths and processes that clean up after
 //! themselves, even when a test fails.
 //!
-//! Every test in this crate needs root (CAP_NET_ADMIN, CAP_BPF, CAP_SYS_ADMIN). A test never
+//! Every test in this crate needs root (`CAP_NET_ADMIN`, `CAP_BPF`, `CAP_SYS_ADMIN`). A test never
 //! skips: without root it fails, saying so, because a skipped privileged test in CI would
 //! hide a broken dataplane.
 

@@ -110,7 +110,17 @@ pub fn veth_pair(
     b_addr: &str,
 ) -> anyhow::Result<()> {
     run(Command::new("ip").args([
-        "link", "add", a_if, "netns", a.name(), "type", "veth", "peer", "name", b_if, "netns",
+        "link",
+        "add",
+        a_if,
+        "netns",
+        a.name(),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b_if,
+        "netns",
         b.name(),
     ]))?;
     for (ns, ifname, addr) in [(a, a_if, a_addr), (b, b_if, b_addr)] {
@@ -124,7 +134,11 @@ pub fn veth_pair(
 pub fn run(cmd: &mut Command) -> anyhow::Result<Output> {
     let out = cmd.output().with_context(|| format!("starting {cmd:?}"))?;
     if !out.status.success() {
-        bail!("{cmd:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(out)
 }

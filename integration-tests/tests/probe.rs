@@ -48,13 +48,22 @@ fn counter_rises_with_traffic_and_nothing_is_left_behind() {
             before.packets,
             after.packets
         );
-        assert!(after.bytes > before.bytes + PACKETS * 28, "bytes did not grow: {after:?}");
+        assert!(
+            after.bytes > before.bytes + PACKETS * 28,
+            "bytes did not grow: {after:?}"
+        );
         ((a.name().to_owned(), b.name().to_owned()), "eh-pa")
     };
 
     // Everything the test made went away with its guards.
     assert!(!Netns::exists(&names.0), "{} left behind", names.0);
     assert!(!Netns::exists(&names.1), "{} left behind", names.1);
-    let link = std::process::Command::new("ip").args(["link", "show", veth]).output().unwrap();
-    assert!(!link.status.success(), "{veth} left behind in the root namespace");
+    let link = std::process::Command::new("ip")
+        .args(["link", "show", veth])
+        .output()
+        .unwrap();
+    assert!(
+        !link.status.success(),
+        "{veth} left behind in the root namespace"
+    );
 }

@@ -21,12 +21,18 @@ pub const SOURCE_CRATES: [&str; 2] = ["hub-ebpf", "hub-common"];
 /// Where the object for `release` (or the dev profile) lands.
 pub fn object_path(workspace: &Path, release: bool) -> PathBuf {
     let profile = if release { "release" } else { "debug" };
-    workspace.join("target/ebpf").join(TARGET).join(profile).join("hub-ebpf")
+    workspace
+        .join("target/ebpf")
+        .join(TARGET)
+        .join(profile)
+        .join("hub-ebpf")
 }
 
 /// What is missing to build the object, one line each; empty when the toolchain is complete.
 pub fn missing_tools() -> Vec<String> {
-    let sysroot = Command::new("rustc").args(["+nightly", "--print", "sysroot"]).output();
+    let sysroot = Command::new("rustc")
+        .args(["+nightly", "--print", "sysroot"])
+        .output();
     let sysroot = match sysroot {
         Ok(out) if out.status.success() => {
             PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
@@ -51,7 +57,9 @@ pub fn missing_tools() -> Vec<String> {
 /// The newest modification time of any file under the source crates.
 pub fn newest_source(workspace: &Path) -> Option<SystemTime> {
     fn walk(dir: &Path, newest: &mut Option<SystemTime>) {
-        let Ok(entries) = fs::read_dir(dir) else { return };
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {
@@ -70,8 +78,7 @@ pub fn newest_source(workspace: &Path) -> Option<SystemTime> {
 
 /// Whether an object exists and is newer than every source file that goes into it.
 pub fn object_is_fresh(workspace: &Path, release: bool) -> bool {
-    let Ok(built) = fs::metadata(object_path(workspace, release)).and_then(|m| m.modified())
-    else {
+    let Ok(built) = fs::metadata(object_path(workspace, release)).and_then(|m| m.modified()) else {
         return false;
     };
     newest_source(workspace).is_none_or(|newest| built >= newest)
@@ -80,9 +87,21 @@ pub fn object_is_fresh(workspace: &Path, release: bool) -> bool {
 /// The command that builds the object. Cargo's own fingerprints make it a no-op when the
 /// object is up to date.
 pub fn build_command(workspace: &Path, release: bool) -> Command {
+    nightly_cargo(workspace, "build", release)
+}
+
+/// `cargo +nightly <subcommand>` for `hub-ebpf` on the BPF target (`build`, `clippy`).
+pub fn nightly_cargo(workspace: &Path, subcommand: &str, release: bool) -> Command {
     let mut cmd = Command::new("cargo");
     cmd.current_dir(workspace)
-        .args(["+nightly", "build", "--package", "hub-ebpf", "--bin", "hub-ebpf"])
+        .args([
+            "+nightly",
+            subcommand,
+            "--package",
+            "hub-ebpf",
+            "--bin",
+            "hub-ebpf",
+        ])
         .args(["--target", TARGET, "-Z", "build-std=core"])
         .arg("--target-dir")
         .arg(workspace.join("target/ebpf"));
