@@ -157,6 +157,14 @@ pub struct Benchmarker {
     pub query_timeout: Duration,
 }
 
+struct ConnFacts {
+    connect_ms: f64,
+    reused: bool,
+    pool_wait_ms: f64,
+    tcp_info: Option<TcpReport>,
+    last_error: Option<String>,
+}
+
 struct Op {
     latencies: Vec<f64>,
     legs: Vec<Legs>,
@@ -181,7 +189,11 @@ impl HubState<'_> {
             Ok(flow) => {
                 let rtt = hub::ns_to_ms(flow.db_handshake_ns);
                 self.db_rtt_ms = Some(rtt);
-                Some(hub::split(total_ms, hub::ns_to_ms(flow.request_ns_last), rtt))
+                Some(hub::split(
+                    total_ms,
+                    hub::ns_to_ms(flow.request_ns_last),
+                    rtt,
+                ))
             }
             Err(e) => {
                 let status = match e {
@@ -248,21 +260,19 @@ impl Benchmarker {
         let reused = managed_reused(&conn);
         let stmts = conn.statements().await.map_err(BenchError::Warmup)?;
         let limit = self.query_timeout;
-        let timed = |f| async move {
-            tokio::time::timeout(limit, f)
-                .await
-                .map_err(|_| DbError::QueryTimeout(limit))?
-                .map_err(DbError::Postgres)
-        };
         // Warm-up, untimed.
-        timed(conn.client.query_one(&stmts.count, &[]))
+        timed(limit, conn.client.query_one(&stmts.count, &[]))
             .await
             .map_err(BenchError::Warmup)?;
         let notes = "Benchmark";
         let warm_name = format!("Bench-{}-{}-warmup", self.region, nanos_now());
-        timed(conn.client.execute(&stmts.insert, &[&warm_name, &"warmup@test.local", &notes]))
-            .await
-            .map_err(BenchError::Warmup)?;
+        timed(
+            limit,
+            conn.client
+                .execute(&stmts.insert, &[&warm_name, &"warmup@test.local", &notes]),
+        )
+        .await
+        .map_err(BenchError::Warmup)?;
 
         let tcp_before = conn.tcp_info().ok();
         let mut hub = HubState {
@@ -272,10 +282,14 @@ impl Benchmarker {
             db_rtt_ms: None,
         };
         let mut last_error = None;
-        let mut read = Op { latencies: Vec::new(), legs: Vec::new(), errors: 0 };
+        let mut read = Op {
+            latencies: Vec::new(),
+            legs: Vec::new(),
+            errors: 0,
+        };
         for _ in 0..iterations {
             let start = Instant::now();
-            let result = timed(conn.client.query_one(&stmts.count, &[])).await;
+            let result = timed(limit, conn.client.query_one(&stmts.count, &[])).await;
             let ms = start.elapsed().as_secs_f64() * 1e3;
             match result.and_then(|row| row.try_get::<_, i64>(0).map_err(DbError::Postgres)) {
                 Ok(_) => {
@@ -289,12 +303,20 @@ impl Benchmarker {
                 }
             }
         }
-        let mut insert = Op { latencies: Vec::new(), legs: Vec::new(), errors: 0 };
+        let mut insert = Op {
+            latencies: Vec::new(),
+            legs: Vec::new(),
+            errors: 0,
+        };
         for i in 0..iterations {
             let name = format!("Bench-{}-{}-{i}", self.region, nanos_now());
             let email = format!("bench-{}@test.local", nanos_now());
             let start = Instant::now();
-            let result = timed(conn.client.execute(&stmts.insert, &[&name, &email, &notes])).await;
+            let result = timed(
+                limit,
+                conn.client.execute(&stmts.insert, &[&name, &email, &notes]),
+            )
+            .await;
             let ms = start.elapsed().as_secs_f64() * 1e3;
             match result {
                 Ok(_) => {
@@ -312,12 +334,32 @@ impl Benchmarker {
             srtt_ms: f64::from(after.rtt_us) / 1e3,
             rttvar_ms: f64::from(after.rttvar_us) / 1e3,
             total_retrans: after.total_retrans,
-            run_retrans: tcp_before.map_or(0, |b| after.total_retrans.saturating_sub(b.total_retrans)),
+            run_retrans: tcp_before
+                .map_or(0, |b| after.total_retrans.saturating_sub(b.total_retrans)),
         });
+        let facts = ConnFacts {
+            connect_ms: round_ms(conn.setup_time.as_secs_f64() * 1e3),
+            reused,
+            pool_wait_ms: round_ms(pool_wait.as_secs_f64() * 1e3),
+            tcp_info,
+            last_error,
+        };
+        let hub = hub.report(&read, &insert);
+        Ok(self.assemble(iterations, read, insert, hub, facts))
+    }
+
+    fn assemble(
+        &self,
+        iterations: u32,
+        read: Op,
+        insert: Op,
+        hub: HubReport,
+        facts: ConnFacts,
+    ) -> Report {
         let r = Summary::of(&read.latencies);
         let w = Summary::of(&insert.latencies);
         let f = |s: Option<Summary>, g: fn(&Summary) -> f64| s.as_ref().map(|s| round_ms(g(s)));
-        Ok(Report {
+        Report {
             region: self.region.clone(),
             db_host: self.db_host.clone(),
             iterations,
@@ -338,20 +380,31 @@ impl Benchmarker {
             insert_p99_ms: f(w, |s| s.p99),
             insert_stddev_ms: f(w, |s| s.stddev),
             insert_errors: insert.errors,
-            last_error,
-            connect_ms: round_ms(conn.setup_time.as_secs_f64() * 1e3),
-            connection_reused: reused,
-            pool_wait_ms: round_ms(pool_wait.as_secs_f64() * 1e3),
+            last_error: facts.last_error,
+            connect_ms: facts.connect_ms,
+            connection_reused: facts.reused,
+            pool_wait_ms: facts.pool_wait_ms,
             warmup: WARMUP,
             percentile_method: PERCENTILE_METHOD,
             stddev_method: STDDEV_METHOD,
             round_trips_per_query: 1,
-            tcp_info,
-            hub: hub.report(&read, &insert),
+            tcp_info: facts.tcp_info,
+            hub,
             read_latencies: read.latencies,
             insert_latencies: insert.latencies,
-        })
+        }
     }
+}
+
+/// Runs a query future with a client-side time limit.
+async fn timed<T>(
+    limit: Duration,
+    f: impl Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, DbError> {
+    tokio::time::timeout(limit, f)
+        .await
+        .map_err(|_| DbError::QueryTimeout(limit))?
+        .map_err(DbError::Postgres)
 }
 
 fn managed_reused(conn: &db::PooledConn) -> bool {

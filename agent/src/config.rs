@@ -1,5 +1,5 @@
 //! Command line and environment: every flag can also come from its environment variable,
-//! and the original backend's variables (FLY_REGION, PORT, DB_HOST, ...) keep their meaning.
+//! and the original backend's variables (`FLY_REGION`, `PORT`, `DB_HOST`, ...) keep their meaning.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -11,7 +11,12 @@ use crate::secret::Secret;
 
 /// edge-agent: database latency benchmark API for edge regions, and the sweep over them.
 #[derive(Debug, Parser)]
-#[command(name = "edge-agent", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "edge-agent",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     /// What to run; `serve` when omitted, so the original env-only start keeps working.
     #[command(subcommand)]
@@ -22,6 +27,7 @@ pub struct Cli {
 }
 
 /// Subcommands.
+#[allow(clippy::large_enum_variant)] // parsed once at start
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the HTTP API (the default).
@@ -43,6 +49,7 @@ pub enum SslMode {
     VerifyFull,
 }
 
+#[allow(clippy::unnecessary_wraps)] // clap's value parser signature
 fn parse_secret(s: &str) -> Result<Secret, std::convert::Infallible> {
     Ok(Secret::new(s))
 }
@@ -107,12 +114,27 @@ pub struct ServeArgs {
     /// Create the original `contacts` table when missing, at start.
     #[arg(long, env = "EDGE_INIT_SCHEMA")]
     pub init_schema: bool,
-    /// Base URL of the hub's API (e.g. http://10.50.0.1:9090), for the per-leg timing.
+    /// Base URL of the hub's API (e.g. `http://10.50.0.1:9090`), for the per-leg timing.
     #[arg(long, env = "EDGE_HUB_API")]
     pub hub_api: Option<String>,
 }
 
 impl ServeArgs {
+    /// Parses the flags that follow `edge-agent serve` (also reading their env variables).
+    pub fn try_from_flags<I, T>(flags: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let argv = ["edge-agent".into(), "serve".into()]
+            .into_iter()
+            .chain(flags.into_iter().map(Into::into));
+        match Cli::try_parse_from(argv)?.command {
+            Some(Command::Serve(args)) => Ok(args),
+            _ => Err(clap::Error::new(clap::error::ErrorKind::InvalidSubcommand)),
+        }
+    }
+
     /// The password: from the file when given, else from the flag or env, else empty.
     pub fn password(&self) -> std::io::Result<Secret> {
         if let Some(path) = &self.db_password_file {
@@ -127,7 +149,7 @@ impl ServeArgs {
         self.db_host.as_deref().filter(|h| !h.is_empty())
     }
 
-    /// The instance name: FLY_ALLOC_ID or else the hostname, cut to 8 characters.
+    /// The instance name: `FLY_ALLOC_ID` or else the hostname, cut to 8 characters.
     pub fn hostname(&self) -> String {
         let full = self
             .alloc_id
@@ -194,7 +216,12 @@ pub struct SweepArgs {
     #[arg(long, env = "EDGE_SWEEP_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
     /// Statistic shown in both the Insert and the Read column.
-    #[arg(long, env = "EDGE_SWEEP_STATISTIC", value_enum, default_value = "median")]
+    #[arg(
+        long,
+        env = "EDGE_SWEEP_STATISTIC",
+        value_enum,
+        default_value = "median"
+    )]
     pub statistic: Statistic,
     /// Print JSON instead of the table.
     #[arg(long, conflicts_with = "csv")]
@@ -232,20 +259,41 @@ mod tests {
     #[test]
     fn serve_and_sweep_flags() {
         let cli = parse(&[
-            "edge-agent", "serve", "--db-host", "10.50.0.1", "--sslmode", "verify-full",
-            "--ssl-server-name", "db.example", "--db-password", "pw",
+            "edge-agent",
+            "serve",
+            "--db-host",
+            "10.50.0.1",
+            "--sslmode",
+            "verify-full",
+            "--ssl-server-name",
+            "db.example",
+            "--db-password",
+            "pw",
         ]);
-        let Some(Command::Serve(s)) = cli.command else { panic!("serve") };
+        let Some(Command::Serve(s)) = cli.command else {
+            panic!("serve")
+        };
         assert_eq!(s.db_host(), Some("10.50.0.1"));
         assert_eq!(s.sslmode, SslMode::VerifyFull);
         assert_eq!(s.password().expect("pw").expose(), "pw");
         assert!(!format!("{s:?}").contains("\"pw\""));
 
         let cli = parse(&[
-            "edge-agent", "sweep", "--target", "lhr=127.0.0.1:1", "--target", "fra=127.0.0.1:2",
-            "--statistic", "min", "--timeout", "2s", "--csv",
+            "edge-agent",
+            "sweep",
+            "--target",
+            "lhr=127.0.0.1:1",
+            "--target",
+            "fra=127.0.0.1:2",
+            "--statistic",
+            "min",
+            "--timeout",
+            "2s",
+            "--csv",
         ]);
-        let Some(Command::Sweep(w)) = cli.command else { panic!("sweep") };
+        let Some(Command::Sweep(w)) = cli.command else {
+            panic!("sweep")
+        };
         assert_eq!(w.targets.len(), 2);
         assert_eq!(w.statistic, Statistic::Min);
         assert_eq!(w.timeout, Duration::from_secs(2));
@@ -264,7 +312,13 @@ mod tests {
 
     #[test]
     fn empty_region_and_alloc_id() {
-        let cli = parse(&["edge-agent", "--region", "", "--alloc-id", "abcdef0123456789"]);
+        let cli = parse(&[
+            "edge-agent",
+            "--region",
+            "",
+            "--alloc-id",
+            "abcdef0123456789",
+        ]);
         assert_eq!(cli.serve.region(), "local");
         assert_eq!(cli.serve.hostname(), "abcdef01");
     }

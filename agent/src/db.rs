@@ -53,6 +53,9 @@ pub enum DbError {
     /// TLS configuration.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The TLS server name is not a valid DNS name or address.
+    #[error("invalid TLS server name {0:?}")]
+    ServerName(String),
     /// The pool gave no connection.
     #[error("connection pool: {0}")]
     Pool(String),
@@ -168,8 +171,8 @@ pub struct Manager {
 impl Manager {
     /// A manager for `cfg` (builds the TLS configuration once).
     pub fn new(cfg: Arc<DbConfig>) -> Result<Self, DbError> {
-        let tls = tls::client_config(cfg.sslmode, cfg.root_cert.as_deref())?
-            .map(MakeRustlsConnect::new);
+        let tls =
+            tls::client_config(cfg.sslmode, cfg.root_cert.as_deref())?.map(MakeRustlsConnect::new);
         Ok(Self { cfg, tls })
     }
 
@@ -187,9 +190,7 @@ impl Manager {
             .ssl_mode(match cfg.sslmode {
                 SslMode::Disable => tokio_postgres::config::SslMode::Disable,
                 SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
-                SslMode::Require | SslMode::VerifyFull => {
-                    tokio_postgres::config::SslMode::Require
-                }
+                SslMode::Require | SslMode::VerifyFull => tokio_postgres::config::SslMode::Require,
             });
         pg
     }
@@ -231,12 +232,17 @@ impl Manager {
                 let mut make = make.clone();
                 let tls = <MakeRustlsConnect as MakeTlsConnect<TcpStream>>::make_tls_connect(
                     &mut make, name,
-                )?;
+                )
+                .map_err(|_| DbError::ServerName(name.to_owned()))?;
                 handshake(&pg, stream, tls).await?
             }
         };
         let setup_time = start.elapsed();
-        tracing::debug!(local_port, setup_ms = setup_time.as_secs_f64() * 1e3, "database connection opened");
+        tracing::debug!(
+            local_port,
+            setup_ms = setup_time.as_secs_f64() * 1e3,
+            "database connection opened"
+        );
         Ok(Conn {
             client,
             socket,

@@ -23,7 +23,8 @@ impl Metrics {
         self.reads.fetch_add(reads, Ordering::Relaxed);
         self.read_errors.fetch_add(read_errors, Ordering::Relaxed);
         self.inserts.fetch_add(inserts, Ordering::Relaxed);
-        self.insert_errors.fetch_add(insert_errors, Ordering::Relaxed);
+        self.insert_errors
+            .fetch_add(insert_errors, Ordering::Relaxed);
     }
 
     /// Records the medians of the last successful run.
@@ -42,20 +43,54 @@ impl Metrics {
     pub fn render(&self, region: &str) -> String {
         let mut out = String::new();
         let counters = [
-            ("edge_agent_benchmarks_total", "Benchmarks run.", &self.benchmarks),
-            ("edge_agent_benchmark_failures_total", "Benchmarks that could not run.", &self.benchmark_failures),
-            ("edge_agent_select_queries_total", "Timed SELECTs that succeeded.", &self.reads),
-            ("edge_agent_select_errors_total", "Timed SELECTs that failed.", &self.read_errors),
-            ("edge_agent_insert_queries_total", "Timed INSERTs that succeeded.", &self.inserts),
-            ("edge_agent_insert_errors_total", "Timed INSERTs that failed.", &self.insert_errors),
+            (
+                "edge_agent_benchmarks_total",
+                "Benchmarks run.",
+                &self.benchmarks,
+            ),
+            (
+                "edge_agent_benchmark_failures_total",
+                "Benchmarks that could not run.",
+                &self.benchmark_failures,
+            ),
+            (
+                "edge_agent_select_queries_total",
+                "Timed SELECTs that succeeded.",
+                &self.reads,
+            ),
+            (
+                "edge_agent_select_errors_total",
+                "Timed SELECTs that failed.",
+                &self.read_errors,
+            ),
+            (
+                "edge_agent_insert_queries_total",
+                "Timed INSERTs that succeeded.",
+                &self.inserts,
+            ),
+            (
+                "edge_agent_insert_errors_total",
+                "Timed INSERTs that failed.",
+                &self.insert_errors,
+            ),
         ];
         for (name, help, v) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            let _ = writeln!(out, "{name}{{region=\"{region}\"}} {}", v.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "{name}{{region=\"{region}\"}} {}",
+                v.load(Ordering::Relaxed)
+            );
         }
         if let Some((r, w)) = self.last.lock().ok().and_then(|l| *l) {
-            for (name, v) in [("edge_agent_last_select_p50_ms", r), ("edge_agent_last_insert_p50_ms", w)] {
-                let _ = writeln!(out, "# HELP {name} Median of the last benchmark.\n# TYPE {name} gauge");
+            for (name, v) in [
+                ("edge_agent_last_select_p50_ms", r),
+                ("edge_agent_last_insert_p50_ms", w),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} Median of the last benchmark.\n# TYPE {name} gauge"
+                );
                 let _ = writeln!(out, "{name}{{region=\"{region}\"}} {v}");
             }
         }

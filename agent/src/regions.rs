@@ -39,7 +39,12 @@ mod tests {
     fn builtin_has_the_ten_regions() {
         let r = parse(DEFAULT_REGIONS).expect("parse");
         let codes: Vec<&str> = r.iter().map(|r| r.code.as_str()).collect();
-        assert_eq!(codes, ["lhr", "cdg", "fra", "iad", "ord", "lax", "sin", "gru", "nrt", "syd"]);
+        assert_eq!(
+            codes,
+            [
+                "lhr", "cdg", "fra", "iad", "ord", "lax", "sin", "gru", "nrt", "syd"
+            ]
+        );
         assert_eq!(r[0].wg_address, "10.50.3.1");
     }
 }

@@ -132,7 +132,9 @@ impl AppState {
     }
 
     fn db_host(&self) -> &str {
-        self.bench.as_ref().map_or(NOT_CONFIGURED, |b| b.db_host.as_str())
+        self.bench
+            .as_ref()
+            .map_or(NOT_CONFIGURED, |b| b.db_host.as_str())
     }
 }
 
@@ -148,7 +150,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(axum::middleware::map_response(move |mut res: Response| {
             let region = region.clone();
             async move {
-                res.headers_mut().insert(HeaderName::from_static("x-fly-region"), region);
+                res.headers_mut()
+                    .insert(HeaderName::from_static("x-fly-region"), region);
                 res
             }
         }))
@@ -225,7 +228,10 @@ async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
         state.metrics.render(&state.region),
     )
 }

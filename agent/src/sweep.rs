@@ -110,7 +110,7 @@ pub fn targets(
             .iter_mut()
             .find(|(r, _)| r.code == code)
             .ok_or_else(|| SweepError::Target(o.clone()))?;
-        entry.1 = addr.to_owned();
+        addr.clone_into(&mut entry.1);
     }
     Ok(out)
 }
@@ -238,7 +238,6 @@ pub async fn run(args: &SweepArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,6 +257,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::many_single_char_names)]
     fn same_statistic_both_columns_and_rank() {
         let r = regions();
         let mut a = RegionResult::new(&r[0], "x", Statistic::Median);
@@ -267,7 +267,10 @@ mod tests {
                     "read_errors": 1, "insert_errors": 0}),
             Statistic::Median,
         );
-        assert_eq!((a.read_ms, a.insert_ms, a.errors), (Some(2.0), Some(20.0), 1));
+        assert_eq!(
+            (a.read_ms, a.insert_ms, a.errors),
+            (Some(2.0), Some(20.0), 1)
+        );
         let mut b = RegionResult::new(&r[1], "y", Statistic::Min);
         fill_from_report(
             &mut b,
@@ -283,7 +286,11 @@ mod tests {
         assert_eq!(all[1].rank, Some(2));
         assert_eq!(all[2].rank, None);
         let mut d = RegionResult::new(&r[3], "w", Statistic::Mean);
-        fill_from_report(&mut d, &json!({"error": "database not configured"}), Statistic::Mean);
+        fill_from_report(
+            &mut d,
+            &json!({"error": "database not configured"}),
+            Statistic::Mean,
+        );
         assert_eq!(d.status, "error");
     }
 }

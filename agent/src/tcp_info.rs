@@ -51,8 +51,8 @@ mod tests {
     #[test]
     fn reads_loopback_connection() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let client = std::net::TcpStream::connect(listener.local_addr().expect("addr"))
-            .expect("connect");
+        let client =
+            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
         let info = read(client.as_fd()).expect("tcp_info");
         assert!(info.rtt_us < 1_000_000);
         let file = std::fs::File::open("/dev/null").expect("open");

@@ -41,7 +41,8 @@ pub fn client_config(
     mode: SslMode,
     root_cert: Option<&Path>,
 ) -> Result<Option<ClientConfig>, TlsError> {
-    let builder = ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let builder =
+        ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
     let config = match mode {
         SslMode::Disable => return Ok(None),
         SslMode::Prefer | SslMode::Require => builder

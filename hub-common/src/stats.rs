@@ -7,6 +7,7 @@ pub const HISTOGRAM_BUCKETS: usize = 40;
 /// What the NAT did with packets. Drops carry their reason in the field name.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(serde::Serialize))]
 pub struct NatCounters {
     /// Peer -> database packets translated and sent on.
     pub forwarded: u64,

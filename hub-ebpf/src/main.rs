@@ -6,7 +6,13 @@
 #![no_std]
 #![no_main]
 
+mod conntrack;
 mod count;
+mod mss;
+mod nat;
+mod packet;
+mod rewrite;
+mod stats;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -5,7 +5,11 @@
 //! skips: without root it fails, saying so, because a skipped privileged test in CI would
 //! hide a broken dataplane.
 
+pub mod bpffs;
+pub mod hub_lab;
+pub mod nat_lab;
 pub mod netns;
+pub mod netns_postgres;
 pub mod postgres;
 pub mod process;
 

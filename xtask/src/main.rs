@@ -12,6 +12,7 @@ mod build_ebpf;
     reason = "the staleness check is for hub-daemon's build script only"
 )]
 mod ebpf_build;
+mod lab;
 mod lint;
 mod setup;
 mod test;
@@ -47,6 +48,8 @@ enum Task {
         #[arg(last = true)]
         cargo_args: Vec<String>,
     },
+    /// The main job: the ten-region lab (setup, up, bench with both NATs) or one of its steps.
+    Lab(lab::LabArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -59,5 +62,6 @@ fn main() -> anyhow::Result<()> {
             no_setup,
             cargo_args,
         } => test::run(&workspace, no_setup, &cargo_args),
+        Task::Lab(args) => lab::run(&workspace, args),
     }
 }

@@ -193,5 +193,11 @@ impl Config {
     }
 }
 
+/// The original setup with two edges, for other modules' unit tests.
+#[cfg(test)]
+pub(crate) fn sample() -> Config {
+    tests::sample()
+}
+
 #[cfg(test)]
 mod tests;

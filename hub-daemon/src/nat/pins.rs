@@ -1,0 +1,87 @@
+//! Where the NAT's maps and tcx links are pinned, and attaching or adopting the links.
+//!
+//! Maps and links live in `pin_dir` on bpffs: they outlive the daemon, so open flows keep
+//! being translated while it restarts. A restarted daemon loads its programs against the
+//! pinned maps and swaps them into the pinned links (`bpf_link_update`): never a second
+//! attachment of the same program.
+
+use std::{
+    fs, io,
+    path::{Path, PathBuf},
+};
+
+use aya::programs::{
+    LinkOrder, SchedClassifier, TcAttachType,
+    links::{FdLink, PinnedLink},
+    tc::{SchedClassifierLink, TcAttachOptions},
+};
+
+use super::NatError;
+
+/// Every map the NAT pins, by its name in the object.
+pub const MAPS: [&str; 6] = [
+    "NAT_SETTINGS",
+    "NAT_SERVICES",
+    "NAT_PEERS",
+    "NAT_FLOWS",
+    "NAT_COUNTERS",
+    "NAT_HISTOGRAMS",
+];
+
+/// The two programs, the pin name of each one's link, and the interface role.
+pub const FORWARD_PROGRAM: &str = "eh_nat_fwd";
+pub const REPLY_PROGRAM: &str = "eh_nat_reply";
+pub const FORWARD_LINK: &str = "link_eh_nat_fwd";
+pub const REPLY_LINK: &str = "link_eh_nat_reply";
+
+pub fn map_path(pin_dir: &Path, map: &str) -> PathBuf {
+    pin_dir.join(map)
+}
+
+/// Attaches `program` at tcx ingress of `iface` and pins the link as `link_name`, or, when
+/// `adopt` and such a pin exists, swaps the program into the pinned link.
+pub fn attach(
+    program: &mut SchedClassifier,
+    iface: &str,
+    pin_dir: &Path,
+    link_name: &str,
+    adopt: bool,
+) -> Result<(), NatError> {
+    let path = pin_dir.join(link_name);
+    let attach_error =
+        |source| NatError::Attach { program: link_name.to_owned(), iface: iface.to_owned(), source };
+    if adopt && path.exists() {
+        let pinned = PinnedLink::from_pin(&path).map_err(|source| NatError::Link {
+            path: path.clone(),
+            source,
+        })?;
+        let link = SchedClassifierLink::try_from(FdLink::from(pinned))
+            .map_err(|source| NatError::Link { path: path.clone(), source })?;
+        let id = program.attach_to_link(link).map_err(attach_error)?;
+        // The pin keeps the link; our fd may go.
+        drop(program.take_link(id).map_err(attach_error)?);
+        tracing::info!(iface, link = %path.display(), "adopted pinned tcx link");
+        return Ok(());
+    }
+    remove_file(&path)?;
+    let options = TcAttachOptions::TcxOrder(LinkOrder::default());
+    let id = program
+        .attach_with_options(iface, TcAttachType::Ingress, options)
+        .map_err(attach_error)?;
+    let link = program.take_link(id).map_err(attach_error)?;
+    let link = FdLink::try_from(link)
+        .map_err(|source| NatError::Link { path: path.clone(), source })?;
+    link.pin(&path).map_err(|source| NatError::Pin { path: path.clone(), source })?;
+    tracing::info!(iface, link = %path.display(), "attached at tcx ingress and pinned");
+    Ok(())
+}
+
+/// Removes a pin (detaching a link when it held the last reference); absent is fine.
+pub fn remove_file(path: &Path) -> Result<(), NatError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(NatError::Io { what: "removing a pin", path: path.to_owned(), source: e })
+        }
+        _ => Ok(()),
+    }
+}

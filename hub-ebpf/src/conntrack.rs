@@ -1,0 +1,182 @@
+//! Flows: creating them on the first SYN (backend choice, SNAT port), finding them again,
+//! and following their TCP state and timings.
+
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    btf_maps::LruHashMap,
+    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns},
+    macros::btf_map,
+};
+use hub_common::{
+    conntrack::{FlowEntry, FlowKey, direction, fin, tcp_state},
+    headers::{IPPROTO_TCP, tcp_flags},
+    service::{MAX_BACKENDS, ServiceEntry},
+    settings::NatSettings,
+};
+
+use crate::stats::{Histogram, Reason, count, record};
+
+/// Both directions of every flow. The daemon sizes it (`max_flows` * 2) at load time; LRU
+/// so a flood of SYNs evicts the oldest flows instead of failing new ones.
+#[btf_map]
+pub static NAT_FLOWS: LruHashMap<FlowKey, FlowEntry, 131_072> = LruHashMap::new();
+
+/// Random SNAT ports tried before giving up on a new flow.
+const PORT_TRIES: u32 = 8;
+
+/// A peer's SYN without ACK: the only packet that may open a flow.
+#[inline(always)]
+fn is_opening(flags: u8) -> bool {
+    flags & (tcp_flags::SYN | tcp_flags::ACK | tcp_flags::RST) == tcp_flags::SYN
+}
+
+/// The forward entry of a peer's packet, created if the packet opens a flow.
+#[inline(always)]
+pub fn forward_entry(
+    key: &FlowKey,
+    service: &ServiceEntry,
+    settings: &NatSettings,
+    flags: u8,
+) -> Result<*mut FlowEntry, Reason> {
+    if let Some(entry) = NAT_FLOWS.get_ptr_mut(key) {
+        // SAFETY: a map value pointer, valid for this program run.
+        let flow = unsafe { &mut *entry };
+        if is_opening(flags) && flow.state >= tcp_state::CLOSING {
+            // The peer reuses its port after a close: same translation, fresh state.
+            flow.state = tcp_state::SYN_SENT;
+            flow.fin = 0;
+            flow.awaiting_response = 0;
+            flow.syn_ns = now();
+        }
+        return Ok(entry);
+    }
+    if !is_opening(flags) {
+        return Err(Reason::NoFlow);
+    }
+    create(key, service, settings)?;
+    NAT_FLOWS.get_ptr_mut(key).ok_or(Reason::Error)
+}
+
+/// Picks a backend and a free SNAT port, and inserts both entries of a new flow.
+#[inline(always)]
+fn create(key: &FlowKey, service: &ServiceEntry, settings: &NatSettings) -> Result<(), Reason> {
+    let count_backends = service.count.min(MAX_BACKENDS as u32);
+    if count_backends == 0 {
+        return Err(Reason::NoBackend);
+    }
+    let spread = key.saddr ^ u32::from(key.sport).rotate_left(16) ^ key.daddr;
+    let backend = service
+        .backends
+        .get((spread % count_backends) as usize)
+        .ok_or(Reason::NoBackend)?;
+
+    let span = u32::from(settings.port_max.saturating_sub(settings.port_min)) + 1;
+    let time = now();
+    let mut reply_key = FlowKey {
+        saddr: backend.addr,
+        daddr: settings.egress_addr,
+        sport: backend.port,
+        dport: 0,
+        proto: IPPROTO_TCP,
+        _pad: [0; 3],
+    };
+    // One value on the stack for both entries: the BPF stack is 512 bytes.
+    let mut entry = FlowEntry {
+        rewrite: FlowKey {
+            saddr: key.daddr,
+            daddr: key.saddr,
+            sport: key.dport,
+            dport: key.sport,
+            proto: IPPROTO_TCP,
+            _pad: [0; 3],
+        },
+        other: *key,
+        direction: direction::REPLY,
+        created_ns: time,
+        last_seen_ns: time,
+        ..FlowEntry::default()
+    };
+    let mut allocated = false;
+    for _ in 0..PORT_TRIES {
+        // SAFETY: the helper has no preconditions.
+        let random = unsafe { bpf_get_prandom_u32() };
+        let port = settings.port_min.wrapping_add((random % span) as u16);
+        reply_key.dport = port.to_be();
+        if NAT_FLOWS.insert(&reply_key, &entry, u64::from(BPF_NOEXIST)).is_ok() {
+            allocated = true;
+            break;
+        }
+    }
+    if !allocated {
+        return Err(Reason::NoPort);
+    }
+
+    entry.rewrite = FlowKey {
+        saddr: settings.egress_addr,
+        daddr: backend.addr,
+        sport: reply_key.dport,
+        dport: backend.port,
+        proto: IPPROTO_TCP,
+        _pad: [0; 3],
+    };
+    entry.other = reply_key;
+    entry.direction = direction::FORWARD;
+    entry.state = tcp_state::SYN_SENT;
+    entry.service = service.index;
+    entry.syn_ns = time;
+    if NAT_FLOWS.insert(key, &entry, u64::from(BPF_NOEXIST)).is_err() {
+        // Another CPU created the flow for a retransmitted SYN in the meantime: use it.
+        let _ = NAT_FLOWS.remove(&reply_key);
+        return Ok(());
+    }
+    count(|c| c.new_flows += 1);
+    Ok(())
+}
+
+/// Follows a peer -> database packet: FIN/RST, and the start of a request.
+#[inline(always)]
+pub fn on_forward(flow: &mut FlowEntry, flags: u8, payload: u32) {
+    let time = now();
+    flow.last_seen_ns = time;
+    if flags & tcp_flags::RST != 0 {
+        flow.state = tcp_state::CLOSED;
+    } else if flags & tcp_flags::FIN != 0 {
+        flow.fin |= fin::FROM_PEER;
+        flow.state = tcp_state::CLOSING;
+    }
+    if payload > 0 && flow.awaiting_response == 0 {
+        flow.request_start_ns = time;
+        flow.awaiting_response = 1;
+    }
+}
+
+/// Follows a database -> peer packet: the handshake, FIN/RST, the first byte of an answer.
+#[inline(always)]
+pub fn on_reply(flow: &mut FlowEntry, flags: u8, payload: u32) {
+    let time = now();
+    flow.last_seen_ns = time;
+    let syn_ack = tcp_flags::SYN | tcp_flags::ACK;
+    if flags & syn_ack == syn_ack && flow.state == tcp_state::SYN_SENT {
+        flow.state = tcp_state::ESTABLISHED;
+        flow.db_handshake_ns = time.saturating_sub(flow.syn_ns);
+        record(flow.service, Histogram::DbHandshake, flow.db_handshake_ns);
+    }
+    if flags & tcp_flags::RST != 0 {
+        flow.state = tcp_state::CLOSED;
+    } else if flags & tcp_flags::FIN != 0 {
+        flow.fin |= fin::FROM_BACKEND;
+        flow.state = tcp_state::CLOSING;
+    }
+    if payload > 0 && flow.awaiting_response != 0 {
+        flow.awaiting_response = 0;
+        flow.request_ns_last = time.saturating_sub(flow.request_start_ns);
+        flow.requests += 1;
+        record(flow.service, Histogram::Request, flow.request_ns_last);
+    }
+}
+
+#[inline(always)]
+fn now() -> u64 {
+    // SAFETY: the helper has no preconditions.
+    unsafe { bpf_ktime_get_ns() }
+}

@@ -1,0 +1,476 @@
+//! A hub with edges around the real `edgehub` daemon: `edge<i>` namespaces running
+//! wireguard-go as peers, a `hub` namespace where `edgehub run` brings up wg0 and the NAT,
+//! and a `db` namespace running PostgreSQL 15 behind the hub's egress veth.
+//!
+//! Addresses follow the original plan: hub 10.50.0.1/24 (also the VIP, port 5432), edge i
+//! 10.50.i.1/32; underlay 192.168.7i.0/24 per edge; database 10.99.0.2 behind 10.99.0.1.
+//! The daemon runs with its own config, runtime dir, pin dir and /run/wireguard, and every
+//! process (the daemon, the wireguard-go it starts, the edges'), namespace and pin goes
+//! with the lab, even when a test fails.
+
+use std::{
+    io::{BufRead as _, BufReader, Read as _, Write as _},
+    net::{Ipv4Addr, TcpStream},
+    os::unix::net::UnixDatagram,
+    path::{Path, PathBuf},
+    process::{ChildStdin, ChildStdout, Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use hub_daemon::wireguard::uapi::Uapi;
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
+
+use crate::{ChildGuard, Netns, bpffs::PinDir, netns::run, netns_postgres::NetnsPostgres, veth_pair};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// The hub's tunnel address, the VIP and the API's address.
+pub const HUB: Ipv4Addr = Ipv4Addr::new(10, 50, 0, 1);
+pub const DB: &str = "10.99.0.2";
+pub const API_PORT: u16 = 9090;
+const PSQL: &str = "/usr/lib/postgresql/15/bin/psql";
+
+/// One edge: its namespace and wireguard-go.
+pub struct Edge {
+    pub index: u8,
+    pub public_key: String,
+    // Declared before the namespace: the process ends first.
+    _wireguard: ChildGuard,
+    _run_dir: TempDir,
+    pub ns: Netns,
+}
+
+impl Edge {
+    /// The edge's tunnel address.
+    pub fn addr(&self) -> Ipv4Addr {
+        Ipv4Addr::new(10, 50, self.index, 1)
+    }
+
+    /// The `[[peer]]` of this edge in the hub's configuration.
+    pub fn peer_toml(&self) -> String {
+        format!(
+            "[[peer]]\nname = \"edge{}\"\npublic_key = \"{}\"\nallowed_ips = [\"{}/32\"]\n\
+             endpoint = \"192.168.7{}.2:51820\"\npersistent_keepalive = 1\n",
+            self.index,
+            self.public_key,
+            self.addr(),
+            self.index
+        )
+    }
+
+    /// Runs one query through the hub in a new connection; its output.
+    pub fn query(&self, sql: &str) -> anyhow::Result<String> {
+        let out = self
+            .ns
+            .command(PSQL)
+            .args(["-At", "-h", &HUB.to_string(), "-U", "postgres", "-d", "postgres", "-c", sql])
+            .env("PGCONNECT_TIMEOUT", "3")
+            .output()
+            .context("starting psql")?;
+        if !out.status.success() {
+            bail!("psql from edge{}: {}", self.index, String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+    }
+
+    /// Polls `query` until it succeeds or `limit` passes (a tunnel re-handshaking).
+    pub fn query_within(&self, sql: &str, limit: Duration) -> anyhow::Result<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            match self.query(sql) {
+                Ok(out) => return Ok(out),
+                Err(e) if Instant::now() > deadline => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    }
+
+    /// An open database session through the hub (a long-lived psql).
+    pub fn session(&self) -> anyhow::Result<Session> {
+        Session::open(self)
+    }
+
+    /// `GET path` on the hub's API from this edge, through the tunnel: (status, body).
+    pub fn http_get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        let _inside = self.ns.enter()?;
+        http_get(HUB, path)
+    }
+}
+
+/// A psql process holding one TCP connection to the database through the hub.
+pub struct Session {
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    child: ChildGuard,
+}
+
+impl Session {
+    fn open(edge: &Edge) -> anyhow::Result<Self> {
+        let mut cmd = edge.ns.command(PSQL);
+        cmd.args(["-At", "-h", &HUB.to_string(), "-U", "postgres", "-d", "postgres"])
+            .env("PGCONNECT_TIMEOUT", "3")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        let mut child = ChildGuard::spawn(&mut cmd)?;
+        let stdin = child.child_mut().stdin.take().context("psql stdin")?;
+        let stdout = BufReader::new(child.child_mut().stdout.take().context("psql stdout")?);
+        let mut session = Self { stdin, stdout, child };
+        session.ask("select 1").context("first query of the session")?;
+        Ok(session)
+    }
+
+    /// Sends one single-row query and returns its answer line.
+    pub fn ask(&mut self, sql: &str) -> anyhow::Result<String> {
+        writeln!(self.stdin, "{sql};").context("writing to psql")?;
+        self.stdin.flush()?;
+        let mut line = String::new();
+        // psql answers or, when the connection broke, exits (EOF).
+        let n = self.stdout.read_line(&mut line).context("reading from psql")?;
+        if n == 0 || !self.child.is_running() {
+            bail!("the session ended (psql exited) instead of answering {sql:?}");
+        }
+        Ok(line.trim().to_owned())
+    }
+
+    /// The backend PID of the session, which stays the same while the session lives.
+    pub fn backend_pid(&mut self) -> anyhow::Result<String> {
+        self.ask("select pg_backend_pid()")
+    }
+}
+
+/// The `edgehub` daemon inside the hub namespace.
+pub struct Daemon {
+    child: ChildGuard,
+}
+
+impl Daemon {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        self.child.kill();
+    }
+}
+
+/// The whole lab.
+pub struct HubLab {
+    // Drop order: the daemon, then wireguard-go it started, pins, postgres, then namespaces.
+    pub daemon: Option<Daemon>,
+    hub_run_dir: TempDir,
+    pub dir: TempDir,
+    pub pins: PinDir,
+    _postgres: Option<NetnsPostgres>,
+    pub edges: Vec<Edge>,
+    pub hub: Netns,
+    pub db: Netns,
+    pub hub_public_key: String,
+}
+
+impl HubLab {
+    /// Namespaces, underlay, edges with wireguard-go, and PostgreSQL; the daemon is not
+    /// started yet.
+    pub fn new(edges: u8) -> anyhow::Result<Self> {
+        let hub = Netns::new("hub")?;
+        let db = Netns::new("db")?;
+        veth_pair(&hub, "eh-hd", "10.99.0.1/24", &db, "eh-dh", "10.99.0.2/24")?;
+        let hub_key = genkey()?;
+        let hub_public_key = pubkey(&hub_key)?;
+        let dir = TempDir::new("hub")?;
+        std::fs::write(dir.0.join("hub.key"), &hub_key)?;
+
+        let mut lab = Self {
+            daemon: None,
+            hub_run_dir: TempDir::new("hub-wg")?,
+            dir,
+            pins: PinDir::new(),
+            _postgres: None,
+            edges: Vec::new(),
+            hub,
+            db,
+            hub_public_key,
+        };
+        for index in 1..=edges {
+            let edge = lab.make_edge(index)?;
+            lab.edges.push(edge);
+        }
+        lab._postgres = Some(NetnsPostgres::start(&lab.db, DB, 5432)?);
+        Ok(lab)
+    }
+
+    /// Adds edge `index`: its namespace, underlay veth to the hub, and wireguard-go.
+    pub fn make_edge(&self, index: u8) -> anyhow::Result<Edge> {
+        let ns = Netns::new(&format!("edge{index}"))?;
+        veth_pair(
+            &ns,
+            &format!("eh-e{index}u"),
+            &format!("192.168.7{index}.2/24"),
+            &self.hub,
+            &format!("eh-h{index}u"),
+            &format!("192.168.7{index}.1/24"),
+        )?;
+        let run_dir = TempDir::new(&format!("edge{index}-wg"))?;
+        let script = format!(
+            "mkdir -p /run/wireguard && mount --bind {} /run/wireguard && exec wireguard-go -f wg0",
+            run_dir.0.display()
+        );
+        let wireguard = ChildGuard::spawn(
+            ns.command("sh").args(["-c", &script]).env("WG_PROCESS_FOREGROUND", "1"),
+        )?;
+        wait_for(&run_dir.0.join("wg0.sock"), Duration::from_secs(10))?;
+
+        let key = genkey()?;
+        let public_key = pubkey(&key)?;
+        let key_file = run_dir.0.join("private.key");
+        std::fs::write(&key_file, &key)?;
+        let wg = format!(
+            "mount --bind {} /run/wireguard && wg set wg0 private-key {} listen-port 51820 \
+             peer {} endpoint 192.168.7{index}.1:51820 allowed-ips 10.50.0.0/24 \
+             persistent-keepalive 1",
+            run_dir.0.display(),
+            key_file.display(),
+            self.hub_public_key
+        );
+        run(ns.command("sh").args(["-c", &wg]))?;
+        ns.ip(&["addr", "add", &format!("10.50.{index}.1/32"), "dev", "wg0"])?;
+        ns.ip(&["link", "set", "wg0", "up"])?;
+        ns.ip(&["route", "add", "10.50.0.0/24", "dev", "wg0"])?;
+        Ok(Edge { index, public_key, _wireguard: wireguard, _run_dir: run_dir, ns })
+    }
+
+    /// The hub's configuration with `peers` (edges' `peer_toml`), plus `extra` at the end.
+    pub fn config_text(&self, peers: &[&Edge], extra: &str) -> String {
+        let mut text = format!(
+            "[interface]\nname = \"wg0\"\nprivate_key_file = \"{}\"\nlisten_port = 51820\n\
+             address = \"10.50.0.1/24\"\nmtu = 1420\nbackend = \"userspace\"\n\n",
+            self.dir.0.join("hub.key").display()
+        );
+        for p in peers {
+            text += &p.peer_toml();
+        }
+        text += &format!(
+            "\n[nat]\negress_interface = \"eh-hd\"\negress_address = \"auto\"\nmax_flows = 4096\n\
+             [nat.timeouts]\nsyn = 10\nestablished = 600\nclosing = 5\n\
+             [[nat.service]]\nvip = \"10.50.0.1:5432\"\nbackends = [\"{DB}:5432\"]\n\n\
+             [api]\nlisten = \"10.50.0.1:{API_PORT}\"\n[bpf]\npin_dir = \"{}\"\n\
+             [daemon]\ngc_interval = 1\n{extra}",
+            self.pins.path().display()
+        );
+        text
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.0.join("edgehub.toml")
+    }
+
+    pub fn runtime_dir(&self) -> PathBuf {
+        self.dir.0.join("run")
+    }
+
+    pub fn write_config(&self, text: &str) -> anyhow::Result<()> {
+        Ok(std::fs::write(self.config_path(), text)?)
+    }
+
+    /// The `edgehub` command inside the hub namespace, with this lab's config, runtime dir
+    /// and /run/wireguard (a private mount namespace keeps /sys/fs/bpf, unlike
+    /// `ip netns exec`).
+    pub fn edgehub(&self, args: &[&str]) -> Command {
+        let script = format!(
+            "mkdir -p /run/wireguard && mount --bind {} /run/wireguard && exec \"$0\" \"$@\"",
+            self.hub_run_dir.0.display()
+        );
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", self.hub.name()))
+            .args(["--", "unshare", "-m", "--propagation", "private", "sh", "-c", &script])
+            .arg(edgehub_binary())
+            .arg("--config")
+            .arg(self.config_path())
+            .arg("--runtime-dir")
+            .arg(self.runtime_dir())
+            .args(args)
+            .env("RUST_LOG", "info,hub_daemon=debug");
+        cmd
+    }
+
+    /// Starts `edgehub run` and waits for its READY=1.
+    pub fn start_daemon(&mut self) -> anyhow::Result<()> {
+        let socket_path = self.dir.0.join(format!("notify-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
+        let socket = UnixDatagram::bind(&socket_path)?;
+        let mut cmd = self.edgehub(&["run"]);
+        cmd.env("NOTIFY_SOCKET", &socket_path);
+        let mut child = ChildGuard::spawn(&mut cmd)?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut buf = [0u8; 512];
+        loop {
+            socket.set_read_timeout(Some(Duration::from_millis(200)))?;
+            if let Ok(n) = socket.recv(&mut buf)
+                && String::from_utf8_lossy(&buf[..n]).lines().any(|l| l == "READY=1")
+            {
+                break;
+            }
+            if !child.is_running() {
+                bail!("edgehub run exited before READY=1");
+            }
+            if Instant::now() > deadline {
+                bail!("edgehub run sent no READY=1 within 30 s");
+            }
+        }
+        let _ = std::fs::remove_file(&socket_path);
+        self.daemon = Some(Daemon { child });
+        Ok(())
+    }
+
+    /// Runs an `edgehub` subcommand to completion: (exit code, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
+        let out = self.edgehub(args).output()?;
+        Ok((
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+
+    /// `edgehub status --json`.
+    pub fn status(&self) -> anyhow::Result<serde_json::Value> {
+        let (code, out, err) = self.cli(&["status", "--json"])?;
+        if code != 0 {
+            bail!("edgehub status failed ({code}): {err}");
+        }
+        Ok(serde_json::from_str(&out)?)
+    }
+
+    /// The hub's wireguard-go control socket.
+    pub fn hub_uapi(&self) -> Uapi {
+        Uapi::at(self.hub_run_dir.0.join("wg0.sock"))
+    }
+
+    /// Ends the hub's wireguard-go (by the PID its socket reports) and waits for it to go.
+    pub fn kill_hub_wireguard(&self) -> anyhow::Result<()> {
+        let pid = self.hub_uapi().server_pid()?;
+        kill(Pid::from_raw(pid), Signal::SIGTERM)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while kill(Pid::from_raw(pid), None).is_ok() {
+            if Instant::now() > deadline {
+                bail!("wireguard-go {pid} did not exit");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// `GET path` on the API from inside the hub namespace.
+    pub fn http_get_on_hub(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        let _inside = self.hub.enter()?;
+        http_get(HUB, path)
+    }
+
+    pub fn edge(&self, index: u8) -> &Edge {
+        self.edges.iter().find(|e| e.index == index).expect("edge exists")
+    }
+}
+
+impl Drop for HubLab {
+    fn drop(&mut self) {
+        self.daemon = None;
+        // The daemon started wireguard-go detached; end exactly that process.
+        if let Ok(pid) = self.hub_uapi().server_pid() {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}
+
+/// A minimal HTTP/1.0 GET: (status, body).
+fn http_get(host: Ipv4Addr, path: &str) -> anyhow::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&(host, API_PORT).into(), Duration::from_secs(3))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let (head, body) = answer.split_once("\r\n\r\n").context("no HTTP header end")?;
+    let status = head.split_whitespace().nth(1).context("no status")?.parse()?;
+    Ok((status, body.to_owned()))
+}
+
+/// The real `edgehub` binary, built on first use into its own target directory beside this
+/// test's (the running `cargo test` holds the lock on this one).
+pub fn edgehub_binary() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test exe");
+        // <target>/<profile>/deps/<test> -> <target>
+        let target = exe.ancestors().nth(3).expect("target dir").join("edgehub-bin");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "hub-daemon", "--bin", "edgehub", "--manifest-path"])
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+            .env("CARGO_TARGET_DIR", &target)
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build -p hub-daemon failed");
+        target.join("debug").join("edgehub")
+    })
+    .clone()
+}
+
+/// A directory for one test, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> anyhow::Result<Self> {
+        let path = std::env::temp_dir().join(format!(
+            "edgehub-daemon-{}-{}-{tag}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path)?;
+        Ok(Self(path))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn genkey() -> anyhow::Result<String> {
+    let out = run(&mut Command::new("wg").arg("genkey"))?;
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
+
+fn pubkey(private: &str) -> anyhow::Result<String> {
+    let mut child = Command::new("wg")
+        .arg("pubkey")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting wg pubkey")?;
+    child.stdin.take().context("stdin")?.write_all(private.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("wg pubkey failed");
+    }
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
+
+/// Polls until `path` exists.
+fn wait_for(path: &Path, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while !path.exists() {
+        if Instant::now() > deadline {
+            bail!("{} did not appear within {timeout:?}", path.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}

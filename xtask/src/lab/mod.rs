@@ -1,0 +1,279 @@
+//! `cargo xtask lab`: the ten regions of the original setup on one machine.
+//!
+//! Namespaces: `ehlab-db` (PostgreSQL 15 on a private address, as RDS was), `ehlab-hub`
+//! (the hub: edgehub with its eBPF NAT, or the original wireguard-go + iptables), `ehlab-net`
+//! (the internet: one delay relay per region) and `ehlab-<code>` per region (wireguard-go and
+//! edge-agent at the region's address of the original plan). `bench` sweeps every region from
+//! the hub, as the original script did from EC2, and writes `lab-results/`.
+
+mod hub;
+mod net;
+mod postgres;
+mod regions;
+pub mod relay;
+mod report;
+
+use std::{fs, path::Path, process::Command, time::Instant};
+
+use anyhow::{Context as _, ensure};
+use clap::{Args, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+use crate::{setup, util};
+use regions::Region;
+
+#[derive(Args)]
+pub struct LabArgs {
+    #[command(subcommand)]
+    action: Option<Action>,
+    #[command(flatten)]
+    options: Options,
+}
+
+#[derive(Subcommand)]
+enum Action {
+    /// Create the namespaces and start the database, the hub, the relays and the agents.
+    Up,
+    /// Sweep every region and write lab-results/<timestamp>.{md,json,csv,svg}.
+    Bench,
+    /// Show what runs.
+    Status,
+    /// Remove every namespace, process, pin and file the lab made.
+    Down,
+    /// (internal) Run delay relays: `listen=A,bind=B,hub=C,rtt_ms=N[,jitter_ms=J][,loss=L]`.
+    #[command(hide = true)]
+    Relay { paths: Vec<String> },
+}
+
+#[derive(Args, Clone, Serialize, Deserialize)]
+struct Options {
+    /// Regions to run (codes, comma separated); all ten by default.
+    #[arg(long, value_delimiter = ',', global = true)]
+    regions: Vec<String>,
+    /// Multiply every emulated round-trip time (0.1 for a quick run).
+    #[arg(long, default_value_t = 1.0, global = true)]
+    rtt_scale: f64,
+    /// Extra random delay per datagram, ms (never reorders).
+    #[arg(long, default_value_t = 0.0, global = true)]
+    jitter_ms: f64,
+    /// Share of WireGuard datagrams lost on each path (0.0 - 1.0).
+    #[arg(long, default_value_t = 0.0, global = true)]
+    loss: f64,
+    /// NAT on the hub for `up`; the main job runs both, one after the other.
+    #[arg(long, value_enum, global = true)]
+    nat: Option<Nat>,
+    /// Queries of each kind per region in `bench`.
+    #[arg(long, default_value_t = 10, global = true)]
+    iterations: u32,
+}
+
+/// How the hub translates `10.50.0.1:5432` to the database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+pub enum Nat {
+    /// edgehub: eBPF DNAT+SNAT at tcx.
+    Ebpf,
+    /// The original: iptables DNAT + MASQUERADE.
+    Iptables,
+}
+
+impl Nat {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Ebpf => "ebpf",
+            Self::Iptables => "iptables",
+        }
+    }
+}
+
+pub fn run(workspace: &Path, args: LabArgs) -> anyhow::Result<()> {
+    let options = args.options;
+    match args.action {
+        None => main_job(workspace, &options),
+        Some(Action::Up) => up(workspace, &options, options.nat.unwrap_or(Nat::Ebpf)),
+        Some(Action::Bench) => {
+            let lab = Lab::load()?;
+            let results = bench(workspace, &lab, options.iterations)?;
+            report::write(workspace, &lab, &[results])
+        }
+        Some(Action::Status) => {
+            status();
+            Ok(())
+        }
+        Some(Action::Down) => down(),
+        Some(Action::Relay { paths }) => {
+            let paths = paths
+                .iter()
+                .map(|p| relay::parse_path(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            relay::run(&paths)
+        }
+    }
+}
+
+/// What `up` made, saved for `bench`, `status` and `down`.
+#[derive(Serialize, Deserialize)]
+pub struct Lab {
+    regions: Vec<Region>,
+    options: Options,
+    nat: Nat,
+    bin: std::path::PathBuf,
+}
+
+impl Lab {
+    fn path() -> std::path::PathBuf {
+        net::state_dir().join("lab.json")
+    }
+
+    fn load() -> anyhow::Result<Self> {
+        let text =
+            fs::read_to_string(Self::path()).context("no lab is up: run `cargo xtask lab up`")?;
+        Ok(serde_json::from_str(&text)?)
+    }
+
+    fn save(&self) -> anyhow::Result<()> {
+        Ok(fs::write(
+            Self::path(),
+            serde_json::to_string_pretty(self)?,
+        )?)
+    }
+}
+
+/// The README's first command: set up, build, bring the lab up with each NAT in turn, sweep,
+/// and write one report with both.
+fn main_job(workspace: &Path, options: &Options) -> anyhow::Result<()> {
+    setup::run()?;
+    let mut runs = Vec::new();
+    let modes = options
+        .nat
+        .map_or_else(|| vec![Nat::Ebpf, Nat::Iptables], |nat| vec![nat]);
+    for (i, &nat) in modes.iter().enumerate() {
+        if i == 0 {
+            up(workspace, options, nat)?;
+        } else {
+            switch_hub(nat)?;
+        }
+        let lab = Lab::load()?;
+        runs.push(bench(workspace, &lab, options.iterations)?);
+    }
+    let lab = Lab::load()?;
+    report::write(workspace, &lab, &runs)?;
+    eprintln!(
+        "lab: still up; `cargo xtask lab status` shows it, `cargo xtask lab down` removes it"
+    );
+    Ok(())
+}
+
+fn up(workspace: &Path, options: &Options, nat: Nat) -> anyhow::Result<()> {
+    ensure!(util::is_root(), "the lab needs root (namespaces, eBPF)");
+    let started = Instant::now();
+    if !net::lab_namespaces().is_empty() || Lab::path().exists() {
+        eprintln!("lab: removing the previous lab first");
+        down()?;
+    }
+    let regions = regions::select(workspace, &options.regions)?;
+    let bin = build(workspace)?;
+    fs::create_dir_all(net::state_dir())?;
+    let lab = Lab {
+        regions,
+        options: options.clone(),
+        nat,
+        bin,
+    };
+    lab.save()?;
+    // A failed `up` leaves what it made recorded, for `down`.
+    if let Err(e) = bring_up(&lab) {
+        eprintln!("lab: up failed; run `cargo xtask lab down` to remove what it made");
+        return Err(e);
+    }
+    eprintln!(
+        "lab: up in {:.1?}: {} regions, hub NAT {}",
+        started.elapsed(),
+        lab.regions.len(),
+        nat.name()
+    );
+    Ok(())
+}
+
+fn bring_up(lab: &Lab) -> anyhow::Result<()> {
+    regions::create_namespaces(lab)?;
+    postgres::start()?;
+    hub::start(lab, lab.nat)?;
+    regions::start_relays(lab)?;
+    regions::start_edges(lab)?;
+    regions::wait_for_agents(lab)
+}
+
+/// Replaces the hub's NAT, keeping the database, the relays and the edges.
+fn switch_hub(nat: Nat) -> anyhow::Result<()> {
+    let mut lab = Lab::load()?;
+    eprintln!(
+        "lab: switching the hub from {} to {}",
+        lab.nat.name(),
+        nat.name()
+    );
+    hub::stop(&lab);
+    lab.nat = nat;
+    lab.save()?;
+    hub::start(&lab, nat)?;
+    regions::wait_for_agents(&lab)
+}
+
+/// Builds the release binaries the lab runs.
+fn build(workspace: &Path) -> anyhow::Result<std::path::PathBuf> {
+    util::run(Command::new("cargo").current_dir(workspace).args([
+        "build",
+        "--release",
+        "--package",
+        "hub-daemon",
+        "--package",
+        "agent",
+    ]))?;
+    Ok(workspace.join("target/release"))
+}
+
+fn bench(workspace: &Path, lab: &Lab, iterations: u32) -> anyhow::Result<report::Run> {
+    let started = Instant::now();
+    let run = report::sweep(workspace, lab, iterations)?;
+    eprintln!(
+        "lab: bench ({}) took {:.1?}",
+        lab.nat.name(),
+        started.elapsed()
+    );
+    Ok(run)
+}
+
+fn status() {
+    let Ok(lab) = Lab::load() else {
+        println!("no lab is up");
+        return;
+    };
+    println!("hub NAT: {}", lab.nat.name());
+    println!("namespaces: {}", net::lab_namespaces().join(" "));
+    for name in net::recorded() {
+        let pid = fs::read_to_string(net::state_dir().join("pids").join(&name)).unwrap_or_default();
+        let pid: u32 = pid.trim().parse().unwrap_or(0);
+        println!(
+            "{name:<16} pid {pid:<8} {}",
+            if net::running(pid) { "running" } else { "DEAD" }
+        );
+    }
+}
+
+/// Removes everything the lab made. Safe to run at any time, also after a failed `up`.
+fn down() -> anyhow::Result<()> {
+    if let Ok(lab) = Lab::load() {
+        hub::stop(&lab);
+    }
+    for name in net::recorded() {
+        net::stop(&name);
+    }
+    hub::remove_pins();
+    for ns in net::lab_namespaces() {
+        net::ip(&["netns", "del", &ns])?;
+    }
+    if net::state_dir().exists() {
+        fs::remove_dir_all(net::state_dir()).context("removing the lab's state directory")?;
+    }
+    eprintln!("lab: down");
+    Ok(())
+}
