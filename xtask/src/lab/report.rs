@@ -353,7 +353,7 @@ mod tests {
     #[test]
     fn stamps_are_utc_dates() {
         assert_eq!(utc_stamp(0), "19700101T000000Z");
-        assert_eq!(utc_stamp(1_764_777_600 + 3_661), "20251203T010101Z");
+        assert_eq!(utc_stamp(1_764_720_000 + 3_661), "20251203T010101Z");
         assert_eq!(utc_stamp(951_782_400), "20000229T000000Z");
     }
 }
