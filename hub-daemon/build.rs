@@ -23,6 +23,16 @@ fn main() {
 
     println!("cargo::rustc-check-cfg=cfg(edgehub_no_ebpf)");
     println!("cargo::rerun-if-env-changed=PATH");
+    // Rebuild once the toolchain appears (`cargo xtask setup`), so a daemon built before it
+    // without eBPF is not reused.
+    let cargo_home = env::var_os("CARGO_HOME").map_or_else(
+        || PathBuf::from(env::var_os("HOME").unwrap_or_default()).join(".cargo"),
+        PathBuf::from,
+    );
+    println!(
+        "cargo::rerun-if-changed={}",
+        cargo_home.join("bin/bpf-linker").display()
+    );
     for krate in ebpf_build::SOURCE_CRATES {
         println!(
             "cargo::rerun-if-changed={}",

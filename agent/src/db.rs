@@ -48,7 +48,7 @@ pub enum DbError {
     #[error("query took more than {0:?}")]
     QueryTimeout(Duration),
     /// PostgreSQL protocol or server error.
-    #[error("database: {0}")]
+    #[error("database: {}", error_chain(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// TLS configuration.
     #[error(transparent)]
@@ -345,6 +345,22 @@ pub async fn get(pool: &Pool) -> Result<PooledConn, DbError> {
         managed::PoolError::Backend(e) => e,
         other => DbError::Pool(other.to_string()),
     })
+}
+
+/// An error with its causes, `outer: cause: cause` (tokio-postgres hides the cause, e.g. the
+/// TLS certificate problem, from its own message).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
 }
 
 /// The original `contacts` table (section 3.3 of the original guide).

@@ -64,10 +64,12 @@ fn create(key: &FlowKey, service: &ServiceEntry, settings: &NatSettings) -> Resu
     if count_backends == 0 {
         return Err(Reason::NoBackend);
     }
-    let spread = key.saddr ^ u32::from(key.sport).rotate_left(16) ^ key.daddr;
+    // Range reduction by multiply and shift, not `%`: the verifier follows the bounds of
+    // a product of bounded values, not those of a remainder.
+    let spread = (key.saddr ^ key.daddr ^ u32::from(key.sport)) & 0xffff;
     let backend = service
         .backends
-        .get((spread % count_backends) as usize)
+        .get(((spread * count_backends) >> 16) as usize)
         .ok_or(Reason::NoBackend)?;
 
     let span = u32::from(settings.port_max.saturating_sub(settings.port_min)) + 1;

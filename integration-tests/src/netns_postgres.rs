@@ -36,6 +36,9 @@ impl NetnsPostgres {
         let data = dir.join("data");
         as_postgres(Command::new(format!("{BIN}/initdb")).args(["-A", "trust", "-U", "postgres", "-D"]).arg(&data))
             .context("initdb")?;
+        // Peers reach the server through the NAT, from the hub's egress address.
+        let mut hba = std::fs::OpenOptions::new().append(true).open(data.join("pg_hba.conf"))?;
+        std::io::Write::write_all(&mut hba, b"host all all 0.0.0.0/0 trust\n")?;
 
         let port_s = port.to_string();
         let server = ns.spawn(
@@ -57,6 +60,8 @@ impl NetnsPostgres {
                 "fsync=off",
                 "-c",
                 "max_connections=100",
+                "-c",
+                "log_min_messages=warning",
             ],
         )?;
         let pg = Self { _server: server, _dir: dir_guard };

@@ -144,7 +144,16 @@ impl PgServer {
     pub fn psql(&self, db: &str, sql: &str) -> anyhow::Result<String> {
         let out = self
             .command("psql")
-            .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-U", "postgres"])
+            .args([
+                "-X",
+                "-q",
+                "-t",
+                "-A",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-U",
+                "postgres",
+            ])
             .arg("-h")
             .arg(self.root.join("sock"))
             .args(["-p", &self.port.to_string(), "-d", db])
@@ -171,6 +180,91 @@ impl PgServer {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// Turns TLS on with a fresh test CA (openssl CLI) and a server certificate for the DNS
+    /// name `server_name` only; returns the CA certificate file for `--ssl-root-cert`.
+    pub fn enable_tls(&self, server_name: &str) -> anyhow::Result<PathBuf> {
+        let dir = self.root.join("tls");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(
+            dir.join("san.ext"),
+            format!("subjectAltName=DNS:{server_name}\n"),
+        )?;
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let steps: [Vec<&str>; 3] = [
+            [
+                &["req", "-x509"][..],
+                &ec,
+                &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"],
+            ]
+            .concat()
+            .into_iter()
+            .chain(["-subj", "/CN=edgehub test CA"])
+            .collect(),
+            [
+                &["req"][..],
+                &ec,
+                &["-keyout", "server.key", "-out", "server.csr"],
+            ]
+            .concat()
+            .into_iter()
+            .chain(["-subj", "/CN=edgehub test database"])
+            .collect(),
+            vec![
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.crt",
+                "-days",
+                "2",
+                "-extfile",
+                "san.ext",
+            ],
+        ];
+        for args in steps {
+            let out = Command::new("openssl")
+                .args(&args)
+                .current_dir(&dir)
+                .output()?;
+            if !out.status.success() {
+                bail!("openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            }
+        }
+        for (from, to) in [("server.crt", "server.crt"), ("server.key", "server.key")] {
+            let dest = self.data().join(to);
+            std::fs::copy(dir.join(from), &dest)?;
+            std::fs::set_permissions(&dest, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+            if let Some((uid, gid)) = self.owner {
+                chown(&dest, Some(uid), Some(gid))?;
+            }
+        }
+        self.psql(
+            "postgres",
+            "ALTER SYSTEM SET ssl = on;\nSELECT pg_reload_conf();",
+        )?;
+        // The reload is asynchronous: wait until the server reports TLS on.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.psql("postgres", "SHOW ssl")?.trim() != "on" {
+            if Instant::now() > deadline {
+                bail!("ssl did not turn on: {}", self.log_tail());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(dir.join("ca.pem"))
+    }
+
     /// Starts the (stopped) server again on the same port and data, and waits until it accepts
     /// connections.
     pub fn start_again(&mut self) -> anyhow::Result<()> {
@@ -188,7 +282,12 @@ impl PgServer {
             .command("postgres")
             .arg("-D")
             .arg(self.data())
-            .args(["-p", &self.port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+            ])
             .arg("-k")
             .arg(self.root.join("sock"))
             .args(["-c", "fsync=off", "-c", "max_connections=50"])
@@ -304,7 +403,13 @@ impl DelayProxy {
                     };
                     let handshake_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(0);
                     if let Ok(mut f) = flows.lock() {
-                        f.insert(peer, FlowTiming { handshake_ns, ..FlowTiming::default() });
+                        f.insert(
+                            peer,
+                            FlowTiming {
+                                handshake_ns,
+                                ..FlowTiming::default()
+                            },
+                        );
                     }
                     let _ = client.set_nodelay(true);
                     let _ = server.set_nodelay(true);
@@ -375,7 +480,10 @@ async fn pipe(
                     {
                         t.request_ns_last = u64::try_from(sent.elapsed().as_nanos()).unwrap_or(0);
                     }
-                    if tx.send((Instant::now() + delay, buf[..n].to_vec())).is_err() {
+                    if tx
+                        .send((Instant::now() + delay, buf[..n].to_vec()))
+                        .is_err()
+                    {
                         break;
                     }
                 }

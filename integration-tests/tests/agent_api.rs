@@ -27,9 +27,21 @@ async fn benchmark_health_info_keep_the_original_keys_and_types() {
     assert_eq!(b["db_host"], "127.0.0.1");
     assert_eq!(b["iterations"], 5);
     for key in [
-        "read_avg_ms", "read_min_ms", "read_max_ms", "insert_avg_ms", "insert_min_ms",
-        "insert_max_ms", "read_p50_ms", "read_p95_ms", "read_p99_ms", "read_stddev_ms",
-        "insert_p50_ms", "insert_p95_ms", "insert_p99_ms", "insert_stddev_ms", "connect_ms",
+        "read_avg_ms",
+        "read_min_ms",
+        "read_max_ms",
+        "insert_avg_ms",
+        "insert_min_ms",
+        "insert_max_ms",
+        "read_p50_ms",
+        "read_p95_ms",
+        "read_p99_ms",
+        "read_stddev_ms",
+        "insert_p50_ms",
+        "insert_p95_ms",
+        "insert_p99_ms",
+        "insert_stddev_ms",
+        "connect_ms",
     ] {
         assert!(is_number(&b[key]), "{key} is a number: {}", b[key]);
     }
@@ -44,7 +56,11 @@ async fn benchmark_health_info_keep_the_original_keys_and_types() {
     assert!(humantime_like(ts), "RFC3339 UTC seconds: {ts}");
     assert!(b["read_min_ms"].as_f64() <= b["read_avg_ms"].as_f64());
     assert!(b["warmup"].as_str().expect("warmup").contains("untimed"));
-    assert!(b["tcp_info"]["srtt_ms"].is_number(), "TCP_INFO read: {}", b["tcp_info"]);
+    assert!(
+        b["tcp_info"]["srtt_ms"].is_number(),
+        "TCP_INFO read: {}",
+        b["tcp_info"]
+    );
     assert_eq!(b["hub"]["status"], "not_configured");
     assert!(b["hub"]["read_legs"].is_null());
 
@@ -64,10 +80,16 @@ async fn benchmark_health_info_keep_the_original_keys_and_types() {
         .text()
         .await
         .expect("text");
-    assert!(metrics.contains("edge_agent_benchmarks_total{region=\"lhr\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("edge_agent_benchmarks_total{region=\"lhr\"} 1"),
+        "{metrics}"
+    );
 
     // The rows really went in.
-    let n = pg.psql("contacts", "SELECT COUNT(*) FROM contacts WHERE notes = 'Benchmark'");
+    let n = pg.psql(
+        "contacts",
+        "SELECT COUNT(*) FROM contacts WHERE notes = 'Benchmark'",
+    );
     assert_eq!(n.expect("count").trim(), "6", "5 timed INSERTs + 1 warm-up");
 }
 
@@ -81,8 +103,11 @@ async fn invalid_iterations_get_400_naming_the_range() {
     let pg = PgServer::start().expect("postgres");
     let agent = start_agent(&db_flags(&pg, "fra", "127.0.0.1", pg.port())).await;
     for bad in ["0", "101", "-3", "ten", "2.5", ""] {
-        let (status, body) =
-            get_json(&format!("{}/api/rds/benchmark?iterations={bad}", agent.base)).await;
+        let (status, body) = get_json(&format!(
+            "{}/api/rds/benchmark?iterations={bad}",
+            agent.base
+        ))
+        .await;
         assert_eq!(status, 400, "iterations={bad}");
         let msg = body["error"].as_str().expect("error message");
         assert!(msg.contains("1 to 100"), "{msg}");
@@ -95,7 +120,13 @@ async fn invalid_iterations_get_400_naming_the_range() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_db_host_means_disabled_as_in_the_original() {
-    let agent = start_agent(&["--region".to_owned(), "gru".to_owned(), "--db-host".to_owned(), String::new()]).await;
+    let agent = start_agent(&[
+        "--region".to_owned(),
+        "gru".to_owned(),
+        "--db-host".to_owned(),
+        String::new(),
+    ])
+    .await;
     let (status, h) = get_json(&format!("{}/api/rds/health", agent.base)).await;
     assert_eq!(status, 200);
     assert_eq!(h["status"], "disabled");
@@ -124,7 +155,10 @@ async fn unreachable_database_is_an_error_and_a_503() {
 async fn wrong_password_is_a_503_without_the_password() {
     let pg = PgServer::start().expect("postgres");
     let mut flags = db_flags(&pg, "ord", "127.0.0.1", pg.port());
-    let pos = flags.iter().position(|f| f == "--db-password").expect("flag");
+    let pos = flags
+        .iter()
+        .position(|f| f == "--db-password")
+        .expect("flag");
     flags[pos + 1] = "not-the-password-xyzzy".to_owned();
     let agent = start_agent(&flags).await;
     let (_, h) = get_json(&format!("{}/api/rds/health", agent.base)).await;
@@ -138,7 +172,8 @@ async fn wrong_password_is_a_503_without_the_password() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn init_schema_creates_the_contacts_table() {
     let pg = PgServer::start().expect("postgres");
-    pg.psql("postgres", "CREATE DATABASE fresh OWNER contacts_user;").expect("db");
+    pg.psql("postgres", "CREATE DATABASE fresh OWNER contacts_user;")
+        .expect("db");
     let mut flags = db_flags(&pg, "lax", "127.0.0.1", pg.port());
     let pos = flags.iter().position(|f| f == "contacts").expect("dbname");
     flags[pos] = "fresh".to_owned();

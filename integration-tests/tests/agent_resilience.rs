@@ -15,8 +15,15 @@ async fn database_stopped_mid_run_counts_failures_then_answers_503() {
     let pg = Arc::new(Mutex::new(PgServer::start().expect("postgres")));
     let addr = pg.lock().expect("pg").addr();
     // 10 ms RTT: 100 SELECTs + 100 INSERTs take about 2 s.
-    let proxy = DelayProxy::start(addr, Duration::from_millis(5)).await.expect("proxy");
-    let flags = db_flags(&pg.lock().expect("pg"), "sin", "127.0.0.1", proxy.addr().port());
+    let proxy = DelayProxy::start(addr, Duration::from_millis(5))
+        .await
+        .expect("proxy");
+    let flags = db_flags(
+        &pg.lock().expect("pg"),
+        "sin",
+        "127.0.0.1",
+        proxy.addr().port(),
+    );
     let agent = start_agent(&flags).await;
 
     let url = format!("{}/api/rds/benchmark?iterations=100", agent.base);
@@ -33,16 +40,24 @@ async fn database_stopped_mid_run_counts_failures_then_answers_503() {
     let inserts = b["insert_latencies"].as_array().expect("inserts").len();
     let read_errors = b["read_errors"].as_u64().expect("read_errors");
     let insert_errors = b["insert_errors"].as_u64().expect("insert_errors");
-    eprintln!("mid-run stop: {reads} reads ok, {read_errors} failed; {inserts} inserts ok, {insert_errors} failed");
+    eprintln!(
+        "mid-run stop: {reads} reads ok, {read_errors} failed; {inserts} inserts ok, {insert_errors} failed"
+    );
     assert_eq!(reads as u64 + read_errors, 100);
     assert_eq!(inserts as u64 + insert_errors, 100);
-    assert!(read_errors + insert_errors > 0, "the stop must show as errors");
+    assert!(
+        read_errors + insert_errors > 0,
+        "the stop must show as errors"
+    );
     assert!(reads > 0, "some SELECTs ran before the stop");
     assert!(b["last_error"].as_str().is_some());
     // Failed queries are not timed: every latency is a real round trip (>= 10 ms).
-    for l in b["read_latencies"].as_array().expect("reads").iter().chain(
-        b["insert_latencies"].as_array().expect("inserts"),
-    ) {
+    for l in b["read_latencies"]
+        .as_array()
+        .expect("reads")
+        .iter()
+        .chain(b["insert_latencies"].as_array().expect("inserts"))
+    {
         assert!(l.as_f64().expect("number") >= 9.8, "{l}");
     }
 
@@ -63,7 +78,10 @@ async fn pool_recovers_after_database_restart() {
     let urls: Vec<String> = (0..3)
         .map(|_| format!("{}/api/rds/benchmark?iterations=3", agent.base))
         .collect();
-    let runs: Vec<_> = urls.into_iter().map(|u| tokio::spawn(async move { get_json(&u).await })).collect();
+    let runs: Vec<_> = urls
+        .into_iter()
+        .map(|u| tokio::spawn(async move { get_json(&u).await }))
+        .collect();
     for r in runs {
         assert_eq!(r.await.expect("join").0, 200);
     }

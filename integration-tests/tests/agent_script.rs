@@ -59,14 +59,18 @@ fn local_script(port: u16, closed: u16) -> String {
     assert!(s.contains(url));
     s.replace(
         url,
-        &format!("http://$ip:$( [ $ip = 127.0.0.1 ] && echo {port} || echo {closed} )/api/rds/benchmark"),
+        &format!(
+            "http://$ip:$( [ $ip = 127.0.0.1 ] && echo {port} || echo {closed} )/api/rds/benchmark"
+        ),
     )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn original_script_prints_numbers_and_password_never_logged() {
     let pg = PgServer::start().expect("postgres");
-    let bin = tokio::task::spawn_blocking(edge_agent_binary).await.expect("build");
+    let bin = tokio::task::spawn_blocking(edge_agent_binary)
+        .await
+        .expect("build");
     let port = free_port().expect("port");
     let dir = std::env::temp_dir().join(format!("edge-agent-script-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
@@ -99,7 +103,10 @@ async fn original_script_prints_numbers_and_password_never_logged() {
         .json()
         .await
         .expect("json");
-    assert_eq!(info, serde_json::json!({"region": "lhr", "hostname": "01234567"}));
+    assert_eq!(
+        info,
+        serde_json::json!({"region": "lhr", "hostname": "01234567"})
+    );
 
     let closed = free_port().expect("port");
     let script = local_script(port, closed);
@@ -125,7 +132,10 @@ async fn original_script_prints_numbers_and_password_never_logged() {
     let insert: f64 = cells[4].parse().expect("insert is a number");
     let read: f64 = cells[5].parse().expect("read is a number");
     assert!(insert > 0.0 && read > 0.0, "{row}");
-    let syd = stdout.lines().find(|l| l.contains("| syd ")).expect("syd row");
+    let syd = stdout
+        .lines()
+        .find(|l| l.contains("| syd "))
+        .expect("syd row");
     assert!(syd.contains("TIMEOUT"), "{syd}");
 
     let health: serde_json::Value = reqwest::get(format!("{base}/api/rds/health"))
@@ -138,7 +148,10 @@ async fn original_script_prints_numbers_and_password_never_logged() {
 
     drop(agent);
     let logs = std::fs::read_to_string(&log_path).expect("logs");
-    assert!(logs.contains("edge-agent listening"), "logs captured: {logs}");
+    assert!(
+        logs.contains("edge-agent listening"),
+        "logs captured: {logs}"
+    );
     assert!(logs.contains("benchmark done"));
     assert!(
         !logs.contains(pg.password()),

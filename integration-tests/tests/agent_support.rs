@@ -39,9 +39,22 @@ pub async fn start_agent(args: &[String]) -> Agent {
 /// Flags pointing an agent at `host:port` as the original's `contacts_user`.
 pub fn db_flags(pg: &PgServer, region: &str, host: &str, port: u16) -> Vec<String> {
     [
-        "--region", region, "--db-host", host, "--db-port", &port.to_string(), "--db-user", USER,
-        "--db-password", pg.password(), "--db-name", "contacts", "--connect-timeout", "3s",
-        "--statement-timeout", "5s",
+        "--region",
+        region,
+        "--db-host",
+        host,
+        "--db-port",
+        &port.to_string(),
+        "--db-user",
+        USER,
+        "--db-password",
+        pg.password(),
+        "--db-name",
+        "contacts",
+        "--connect-timeout",
+        "3s",
+        "--statement-timeout",
+        "5s",
     ]
     .iter()
     .map(|s| (*s).to_owned())
@@ -52,7 +65,7 @@ pub fn db_flags(pg: &PgServer, region: &str, host: &str, port: u16) -> Vec<Strin
 pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
     let resp = reqwest::Client::new()
         .get(url)
-        .timeout(Duration::from_secs(60))
+        .timeout(Duration::from_secs(90))
         .send()
         .await
         .expect("agent answers");
@@ -75,7 +88,15 @@ pub fn edge_agent_binary() -> std::path::PathBuf {
             .join("agent-bin");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let status = std::process::Command::new(cargo)
-            .args(["build", "--quiet", "-p", "agent", "--bin", "edge-agent", "--manifest-path"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "agent",
+                "--bin",
+                "edge-agent",
+                "--manifest-path",
+            ])
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
             .env("CARGO_TARGET_DIR", &target)
             .status()
@@ -93,7 +114,10 @@ pub async fn wait_http(url: &str, limit: Duration) {
         if reqwest::get(url).await.is_ok() {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{url} not up within {limit:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{url} not up within {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

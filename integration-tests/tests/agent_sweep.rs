@@ -14,7 +14,9 @@ use integration_tests::postgres::PgServer;
 
 /// A listener that accepts connections and never answers.
 async fn black_hole() -> (String, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
     let task = tokio::spawn(async move {
         let mut held = Vec::new();
@@ -53,7 +55,10 @@ async fn sweep_ranks_regions_and_a_timeout_holds_up_nobody() {
         .await
         .expect("sweep");
     let took = started.elapsed();
-    assert!(took < timeout + Duration::from_secs(2), "sweep took {took:?}");
+    assert!(
+        took < timeout + Duration::from_secs(2),
+        "sweep took {took:?}"
+    );
     assert_eq!(results.len(), 3);
     let cdg = results.iter().find(|r| r.code == "cdg").expect("cdg");
     assert_eq!(cdg.status, "timeout");
@@ -63,7 +68,10 @@ async fn sweep_ranks_regions_and_a_timeout_holds_up_nobody() {
     assert_eq!(results[0].rank, Some(1));
     assert_eq!(results[1].rank, Some(2));
     assert!(results[0].read_ms <= results[1].read_ms);
-    assert!(ok.iter().all(|r| r.insert_p95_ms.is_some() && r.statistic == "median"));
+    assert!(
+        ok.iter()
+            .all(|r| r.insert_p95_ms.is_some() && r.statistic == "median")
+    );
 
     let table = agent::render::table(&results, Statistic::Median, 5);
     eprintln!("{table}");
@@ -75,7 +83,9 @@ async fn sweep_ranks_regions_and_a_timeout_holds_up_nobody() {
 async fn sweep_binary_writes_csv_json_and_svg() {
     let pg = PgServer::start().expect("postgres");
     let lhr = start_agent(&db_flags(&pg, "lhr", "127.0.0.1", pg.port())).await;
-    let bin = tokio::task::spawn_blocking(edge_agent_binary).await.expect("build");
+    let bin = tokio::task::spawn_blocking(edge_agent_binary)
+        .await
+        .expect("build");
     let dir = std::env::temp_dir().join(format!("edge-agent-sweep-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let regions_file = dir.join("regions.toml");
@@ -108,9 +118,18 @@ async fn sweep_binary_writes_csv_json_and_svg() {
     };
     let out = run("--csv").await;
     let csv = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut lines = csv.lines();
-    assert!(lines.next().expect("header").starts_with("rank,flag,region,location,status"));
+    assert!(
+        lines
+            .next()
+            .expect("header")
+            .starts_with("rank,flag,region,location,status")
+    );
     let row = lines.next().expect("row");
     assert!(row.starts_with("1,🇬🇧,lhr,London,ok,min,"), "{row}");
     let out = run("--json").await;

@@ -38,12 +38,21 @@ async fn select_and_insert_each_take_one_round_trip() {
         assert_eq!(lat.len(), 10);
         let p50 = b[format!("{op}_p50_ms")].as_f64().expect("p50");
         eprintln!("{op}: RTT {rtt} ms, p50 {p50} ms, latencies {lat:?}");
-        assert!(lat.iter().all(|&l| l >= rtt * 0.98), "{op} faster than one RTT: {lat:?}");
-        assert!(p50 < 1.5 * rtt, "{op} median {p50} ms is more than one round trip ({rtt} ms)");
+        assert!(
+            lat.iter().all(|&l| l >= rtt * 0.98),
+            "{op} faster than one RTT: {lat:?}"
+        );
+        assert!(
+            p50 < 1.5 * rtt,
+            "{op} median {p50} ms is more than one round trip ({rtt} ms)"
+        );
     }
     // Connection setup (TCP + startup + SCRAM: several round trips) is reported apart.
     let connect = b["connect_ms"].as_f64().expect("connect_ms");
-    assert!(connect >= 2.0 * rtt, "connect_ms {connect} should span several RTTs");
+    assert!(
+        connect >= 2.0 * rtt,
+        "connect_ms {connect} should span several RTTs"
+    );
     assert_eq!(b["connection_reused"], false);
 }
 
@@ -56,7 +65,9 @@ async fn fake_hub(proxy: &DelayProxy) -> (String, tokio::task::JoinHandle<()>) {
             async move { Json(flows()) }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
@@ -106,10 +117,15 @@ async fn hub_timing_splits_each_query_into_network_and_server() {
             assert!((total - hub_ms - net).abs() < 1e-6 || net == 0.0, "{l}");
             // The proxy (our "hub") sits after the delay: the edge<->hub leg holds the RTT.
             assert!(net >= rtt * 0.95, "{op} network leg {net} < RTT {rtt}: {l}");
-            assert!(hub_ms < rtt / 2.0, "{op} hub-seen time {hub_ms} too large: {l}");
+            assert!(
+                hub_ms < rtt / 2.0,
+                "{op} hub-seen time {hub_ms} too large: {l}"
+            );
         }
         let net = h[format!("{op}_network_p50_ms")].as_f64().expect("net p50");
-        let srv = h[format!("{op}_server_p50_ms")].as_f64().expect("server p50");
+        let srv = h[format!("{op}_server_p50_ms")]
+            .as_f64()
+            .expect("server p50");
         eprintln!("{op}: network p50 {net} ms, server p50 {srv} ms");
         assert!(srv < rtt / 2.0);
     }

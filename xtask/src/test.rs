@@ -14,7 +14,7 @@ use std::{
 
 use anyhow::{Context as _, bail, ensure};
 
-use crate::{build_ebpf, lint, setup, util};
+use crate::{build_ebpf, lab, lint, setup, util};
 
 pub fn run(workspace: &Path, no_setup: bool, cargo_args: &[String]) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -40,6 +40,8 @@ pub fn run(workspace: &Path, no_setup: bool, cargo_args: &[String]) -> anyhow::R
         "{} tests were skipped; every test must run",
         totals.ignored
     );
+
+    lab::smoke_test(workspace)?;
 
     let after: Vec<String> = leftovers()
         .into_iter()

@@ -154,11 +154,7 @@ impl Nat {
     pub fn start(config: &NatConfig) -> Result<Self, NatError> {
         validate(config)?;
         let pin_dir = &config.pin_dir;
-        fs::create_dir_all(pin_dir).map_err(|source| NatError::Io {
-            what: "creating the pin directory",
-            path: pin_dir.clone(),
-            source,
-        })?;
+        pins::prepare_dir(pin_dir)?;
         let adopting = pins::map_path(pin_dir, "NAT_SETTINGS").exists();
 
         tracing::info!(pin_dir = %pin_dir.display(), adopting, "loading the NAT");

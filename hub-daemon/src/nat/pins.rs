@@ -76,6 +76,24 @@ pub fn attach(
     Ok(())
 }
 
+/// bpffs's `statfs` magic number.
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+/// Mounts bpffs on the parent of `pin_dir` unless one is there already (as systemd does at
+/// /sys/fs/bpf on most distributions), then creates `pin_dir`.
+pub fn prepare_dir(pin_dir: &Path) -> Result<(), NatError> {
+    let io_error = |what, source| NatError::Io { what, path: pin_dir.to_owned(), source };
+    let parent = pin_dir.parent().unwrap_or(Path::new("/"));
+    let fs = nix::sys::statfs::statfs(parent)
+        .map_err(|e| io_error("checking for bpffs", io::Error::from(e)))?;
+    if fs.filesystem_type().0 != BPF_FS_MAGIC {
+        tracing::info!(path = %parent.display(), "mounting bpffs");
+        nix::mount::mount(Some("bpf"), parent, Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>)
+            .map_err(|e| io_error("mounting bpffs", io::Error::from(e)))?;
+    }
+    fs::create_dir_all(pin_dir).map_err(|source| io_error("creating the pin directory", source))
+}
+
 /// Removes a pin (detaching a link when it held the last reference); absent is fine.
 pub fn remove_file(path: &Path) -> Result<(), NatError> {
     match fs::remove_file(path) {

@@ -77,6 +77,11 @@ pub fn stop(lab: &Lab) {
     remove_pins();
 }
 
+/// Whether the lab's bpffs pins exist.
+pub fn pins_exist() -> bool {
+    Path::new(PIN_DIR).exists()
+}
+
 /// Removes the lab's bpffs pins, whatever state the daemon left.
 pub fn remove_pins() {
     let _ = fs::remove_dir_all(PIN_DIR);

@@ -65,6 +65,9 @@ struct Options {
     /// Queries of each kind per region in `bench`.
     #[arg(long, default_value_t = 10, global = true)]
     iterations: u32,
+    /// Run debug builds (quicker to build; for tests).
+    #[arg(long, global = true)]
+    debug: bool,
 }
 
 /// How the hub translates `10.50.0.1:5432` to the database.
@@ -142,6 +145,17 @@ impl Lab {
 /// and write one report with both.
 fn main_job(workspace: &Path, options: &Options) -> anyhow::Result<()> {
     setup::run()?;
+    let runs = up_and_bench(workspace, options)?;
+    let lab = Lab::load()?;
+    report::write(workspace, &lab, &runs)?;
+    eprintln!(
+        "lab: still up; `cargo xtask lab status` shows it, `cargo xtask lab down` removes it"
+    );
+    Ok(())
+}
+
+/// `up` with the first NAT, `bench`, then the same with each other NAT.
+fn up_and_bench(workspace: &Path, options: &Options) -> anyhow::Result<Vec<report::Run>> {
     let mut runs = Vec::new();
     let modes = options
         .nat
@@ -155,11 +169,42 @@ fn main_job(workspace: &Path, options: &Options) -> anyhow::Result<()> {
         let lab = Lab::load()?;
         runs.push(bench(workspace, &lab, options.iterations)?);
     }
-    let lab = Lab::load()?;
-    report::write(workspace, &lab, &runs)?;
-    eprintln!(
-        "lab: still up; `cargo xtask lab status` shows it, `cargo xtask lab down` removes it"
+    Ok(runs)
+}
+
+/// The lab as a test, run by `cargo xtask test`: two regions with short delays, both NATs,
+/// end to end; every region answers with plausible medians; `down` leaves nothing behind.
+pub fn smoke_test(workspace: &Path) -> anyhow::Result<()> {
+    let options = Options {
+        regions: vec!["lhr".to_owned(), "syd".to_owned()],
+        rtt_scale: 0.1,
+        jitter_ms: 0.0,
+        loss: 0.0,
+        nat: None,
+        iterations: 5,
+        debug: true,
+    };
+    let outcome = up_and_bench(workspace, &options).and_then(|runs| {
+        report::write(workspace, &Lab::load()?, &runs)?;
+        Ok(runs)
+    });
+    down()?;
+    for run in outcome? {
+        run.check_plausible()?;
+    }
+    let left: Vec<String> = net::lab_namespaces();
+    ensure!(
+        left.is_empty(),
+        "lab down left namespaces: {}",
+        left.join(" ")
     );
+    ensure!(
+        !net::state_dir().exists(),
+        "lab down left {}",
+        net::STATE_DIR
+    );
+    ensure!(!hub::pins_exist(), "lab down left bpffs pins");
+    eprintln!("lab smoke test: passed");
     Ok(())
 }
 
@@ -171,7 +216,7 @@ fn up(workspace: &Path, options: &Options, nat: Nat) -> anyhow::Result<()> {
         down()?;
     }
     let regions = regions::select(workspace, &options.regions)?;
-    let bin = build(workspace)?;
+    let bin = build(workspace, options.debug)?;
     fs::create_dir_all(net::state_dir())?;
     let lab = Lab {
         regions,
@@ -218,17 +263,20 @@ fn switch_hub(nat: Nat) -> anyhow::Result<()> {
     regions::wait_for_agents(&lab)
 }
 
-/// Builds the release binaries the lab runs.
-fn build(workspace: &Path) -> anyhow::Result<std::path::PathBuf> {
-    util::run(Command::new("cargo").current_dir(workspace).args([
-        "build",
-        "--release",
-        "--package",
-        "hub-daemon",
-        "--package",
-        "agent",
-    ]))?;
-    Ok(workspace.join("target/release"))
+/// Builds the binaries the lab runs.
+fn build(workspace: &Path, debug: bool) -> anyhow::Result<std::path::PathBuf> {
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(workspace)
+        .args(["build", "--package", "hub-daemon", "--package", "agent"]);
+    if !debug {
+        cmd.arg("--release");
+    }
+    util::run(&mut cmd)?;
+    Ok(workspace.join(if debug {
+        "target/debug"
+    } else {
+        "target/release"
+    }))
 }
 
 fn bench(workspace: &Path, lab: &Lab, iterations: u32) -> anyhow::Result<report::Run> {

@@ -131,6 +131,43 @@ pub fn sweep(workspace: &Path, lab: &Lab, iterations: u32) -> anyhow::Result<Run
     })
 }
 
+impl Run {
+    /// Every region answered, ranked by distance, and each median lies between its emulated
+    /// round-trip time (a physical floor) and that plus the local time and a margin for the
+    /// userspace WireGuard and relay of this lab.
+    pub fn check_plausible(&self) -> anyhow::Result<()> {
+        const MARGIN_MS: f64 = 15.0;
+        for r in &self.regions {
+            let s = &r.sweep;
+            anyhow::ensure!(s["status"] == "ok", "{} via {}: {s}", r.code, self.nat);
+            for (key, local) in [
+                ("read_ms", self.local_read_ms),
+                ("insert_ms", self.local_insert_ms),
+            ] {
+                let v = s[key]
+                    .as_f64()
+                    .with_context(|| format!("{} {key} missing", r.code))?;
+                anyhow::ensure!(
+                    v >= r.rtt_ms && v <= r.rtt_ms + local + MARGIN_MS,
+                    "{} via {}: {key} {v:.2} ms outside [{:.2}, {:.2}]",
+                    r.code,
+                    self.nat,
+                    r.rtt_ms,
+                    r.rtt_ms + local + MARGIN_MS
+                );
+            }
+        }
+        let mut by_rank: Vec<&Row> = self.regions.iter().collect();
+        by_rank.sort_by_key(|r| r.sweep["rank"].as_u64().unwrap_or(u64::MAX));
+        anyhow::ensure!(
+            by_rank.windows(2).all(|w| w[0].rtt_ms <= w[1].rtt_ms),
+            "regions via {} not ranked by distance",
+            self.nat
+        );
+        Ok(())
+    }
+}
+
 /// The selected regions as a regions file for `edge-agent sweep`.
 fn regions_toml(workspace: &Path, lab: &Lab) -> anyhow::Result<String> {
     let codes: Vec<&str> = lab.regions.iter().map(|r| r.code.as_str()).collect();
