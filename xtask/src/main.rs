@@ -6,6 +6,7 @@
 //! - `test`: every test, the privileged network-namespace ones included.
 //! - `lab`: the main job, the ten-region lab.
 
+mod bench;
 mod build_ebpf;
 #[expect(
     dead_code,
@@ -50,6 +51,8 @@ enum Task {
     },
     /// The main job: the ten-region lab (setup, up, bench with both NATs) or one of its steps.
     Lab(lab::LabArgs),
+    /// Benchmarks whose report is committed (`cargo xtask bench nat`).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -63,5 +66,6 @@ fn main() -> anyhow::Result<()> {
             cargo_args,
         } => test::run(&workspace, no_setup, &cargo_args),
         Task::Lab(args) => lab::run(&workspace, args),
+        Task::Bench(args) => bench::run(&workspace, args),
     }
 }

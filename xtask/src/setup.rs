@@ -15,8 +15,7 @@ use crate::{ebpf_build, util};
 
 /// Debian packages the build, the tests and the lab use.
 const PACKAGES: &[&str] = &[
-    "postgresql", // the database in tests, the lab and the benchmarks (15 on bookworm)
-    "postgresql-contrib", // pgbench, for the benchmarks
+    "postgresql", // the database (15 on bookworm) and pgbench, for tests, lab and benchmarks
     "wireguard-go", // userspace WireGuard: this kind of machine has no kernel module
     "wireguard-tools", // wg
     "bpftool",
@@ -24,9 +23,10 @@ const PACKAGES: &[&str] = &[
     "iptables", // the original hub, side by side with edgehub
     "nftables",
     "iperf3",
-    "jq",      // the original benchmark script
-    "curl",    // the original benchmark script
-    "systemd", // systemd-analyze verify for the units
+    "jq",         // the original benchmark script
+    "curl",       // the original benchmark script
+    "systemd",    // systemd-analyze verify for the units
+    "util-linux", // setpriv, to run PostgreSQL as its own user
 ];
 
 pub fn run() -> anyhow::Result<()> {

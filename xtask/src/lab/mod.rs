@@ -6,10 +6,10 @@
 //! edge-agent at the region's address of the original plan). `bench` sweeps every region from
 //! the hub, as the original script did from EC2, and writes `lab-results/`.
 
-mod hub;
-mod net;
-mod postgres;
-mod regions;
+pub(crate) mod hub;
+pub(crate) mod net;
+pub(crate) mod postgres;
+pub(crate) mod regions;
 pub mod relay;
 mod report;
 
@@ -216,7 +216,7 @@ fn up(workspace: &Path, options: &Options, nat: Nat) -> anyhow::Result<()> {
         down()?;
     }
     let regions = regions::select(workspace, &options.regions)?;
-    let bin = build(workspace, options.debug)?;
+    let bin = build(workspace, options.debug, &["hub-daemon", "agent"])?;
     fs::create_dir_all(net::state_dir())?;
     let lab = Lab {
         regions,
@@ -241,7 +241,7 @@ fn up(workspace: &Path, options: &Options, nat: Nat) -> anyhow::Result<()> {
 
 fn bring_up(lab: &Lab) -> anyhow::Result<()> {
     regions::create_namespaces(lab)?;
-    postgres::start()?;
+    postgres::start("scram-sha-256")?;
     hub::start(lab, lab.nat)?;
     regions::start_relays(lab)?;
     regions::start_edges(lab)?;
@@ -263,11 +263,17 @@ fn switch_hub(nat: Nat) -> anyhow::Result<()> {
     regions::wait_for_agents(&lab)
 }
 
-/// Builds the binaries the lab runs.
-fn build(workspace: &Path, debug: bool) -> anyhow::Result<std::path::PathBuf> {
+/// Builds the binaries the lab (or a benchmark) runs, from the given packages.
+pub(crate) fn build(
+    workspace: &Path,
+    debug: bool,
+    packages: &[&str],
+) -> anyhow::Result<std::path::PathBuf> {
     let mut cmd = Command::new("cargo");
-    cmd.current_dir(workspace)
-        .args(["build", "--package", "hub-daemon", "--package", "agent"]);
+    cmd.current_dir(workspace).arg("build");
+    for package in packages {
+        cmd.args(["--package", package]);
+    }
     if !debug {
         cmd.arg("--release");
     }
@@ -308,7 +314,7 @@ fn status() {
 }
 
 /// Removes everything the lab made. Safe to run at any time, also after a failed `up`.
-fn down() -> anyhow::Result<()> {
+pub(crate) fn down() -> anyhow::Result<()> {
     if let Ok(lab) = Lab::load() {
         hub::stop(&lab);
     }

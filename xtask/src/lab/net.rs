@@ -146,6 +146,26 @@ pub fn wait_for(
     Ok(())
 }
 
+/// Whether something in `ns` listens on TCP `port`.
+pub fn listening(ns: &str, port: u16) -> bool {
+    Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "ss",
+            "-H",
+            "-l",
+            "-t",
+            "-n",
+            "sport",
+            "=",
+            &format!(":{port}"),
+        ])
+        .output()
+        .is_ok_and(|out| out.status.success() && !out.stdout.is_empty())
+}
+
 /// Ends one recorded process: SIGTERM, then SIGKILL after a grace period.
 pub fn stop(name: &str) {
     let file = state_dir().join("pids").join(name);
