@@ -130,7 +130,7 @@ impl ServeArgs {
             .into_iter()
             .chain(flags.into_iter().map(Into::into));
         match Cli::try_parse_from(argv)?.command {
-            Some(Command::Serve(args)) => Ok(args),
+            Some(Command::Serve(serve)) => Ok(serve),
             _ => Err(clap::Error::new(clap::error::ErrorKind::InvalidSubcommand)),
         }
     }

@@ -328,6 +328,7 @@ pub fn pool(cfg: &Arc<DbConfig>) -> Result<Pool, DbError> {
 }
 
 /// Closes idle connections beyond `idle`, and those older than `lifetime` or already closed.
+// TODO: the idle cap is applied every 10 s, not when a connection is returned: deadpool has no idle limit.
 pub fn trim(pool: &Pool, idle: usize, lifetime: Duration) {
     let mut kept = 0usize;
     pool.retain(|conn, metrics| {

@@ -13,6 +13,8 @@
 //!
 //! It ignores the hub's own forwarding time and assumes the hub<->database RTT did not change
 //! since the handshake.
+//!
+//! TODO: subtract the hub's forwarding time once its flow API reports it.
 
 use std::time::Duration;
 

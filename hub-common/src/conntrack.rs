@@ -14,8 +14,8 @@ pub struct FlowKey {
     pub daddr: u32,
     pub sport: u16,
     pub dport: u16,
-    pub proto: u8,
-    pub _pad: [u8; 3],
+    /// IP protocol number; 32 bits wide so the key has no padding to zero.
+    pub proto: u32,
 }
 
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 16);
@@ -49,7 +49,7 @@ pub mod fin {
 /// How to rewrite a packet of one direction, and the flow's state and timings.
 ///
 /// State and timings are only maintained in the forward entry. Times are
-/// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) nanoseconds.
+/// `bpf_ktime_get_ns` (`CLOCK_MONOTONIC`) nanoseconds.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowEntry {
@@ -82,8 +82,8 @@ pub struct FlowEntry {
 
 const _: () = assert!(core::mem::size_of::<FlowEntry>() == 96);
 
-// SAFETY: `FlowKey` is `repr(C)` plain integers with its padding made explicit (`_pad`);
-// every bit pattern is valid.
+// SAFETY: `FlowKey` is `repr(C)` plain integers without padding (size assert); every bit
+// pattern is valid.
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for FlowKey {}
 

@@ -8,7 +8,7 @@
 
 use core::mem::{offset_of, size_of};
 
-/// EtherType of IPv4, host order.
+/// `EtherType` of IPv4, host order.
 pub const ETH_P_IP: u16 = 0x0800;
 /// IP protocol number of TCP.
 pub const IPPROTO_TCP: u8 = 6;

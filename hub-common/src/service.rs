@@ -12,7 +12,7 @@ pub struct ServiceKey {
     pub addr: u32,
     pub port: u16,
     pub proto: u8,
-    pub _pad: u8,
+    pub pad: u8,
 }
 
 const _: () = assert!(core::mem::size_of::<ServiceKey>() == 8);
@@ -23,7 +23,7 @@ const _: () = assert!(core::mem::size_of::<ServiceKey>() == 8);
 pub struct Backend {
     pub addr: u32,
     pub port: u16,
-    pub _pad: u16,
+    pub pad: u16,
 }
 
 const _: () = assert!(core::mem::size_of::<Backend>() == 8);
@@ -41,11 +41,11 @@ pub struct ServiceEntry {
 
 const _: () = assert!(core::mem::size_of::<ServiceEntry>() == 72);
 
-// SAFETY: `repr(C)` integers with explicit padding; every bit pattern is valid.
+// SAFETY: `repr(C)` integers with explicit padding (`pad`); every bit pattern is valid.
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for ServiceKey {}
 
-// SAFETY: `repr(C)` integers with explicit padding; every bit pattern is valid.
+// SAFETY: `repr(C)` integers with explicit padding (`pad`); every bit pattern is valid.
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for Backend {}
 

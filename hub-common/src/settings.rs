@@ -2,10 +2,10 @@
 
 /// Link-layer kinds of an attached interface.
 pub mod link {
-    /// No link-layer header (a tun device such as wireguard-go's, ARPHRD_NONE).
-    pub const L3: u8 = 0;
+    /// No link-layer header (a tun device such as wireguard-go's, `ARPHRD_NONE`).
+    pub const L3: u32 = 0;
     /// Ethernet (a veth, a physical NIC).
-    pub const ETHERNET: u8 = 1;
+    pub const ETHERNET: u32 = 1;
 }
 
 /// An interface the NAT is attached to.
@@ -14,8 +14,7 @@ pub mod link {
 pub struct IfaceInfo {
     pub ifindex: u32,
     /// One of `link`.
-    pub link: u8,
-    pub _pad: [u8; 3],
+    pub link: u32,
 }
 
 const _: () = assert!(core::mem::size_of::<IfaceInfo>() == 8);
@@ -37,12 +36,12 @@ pub struct NatSettings {
     pub mss: u16,
     /// 1 once the daemon has written the settings; the programs pass everything before.
     pub enabled: u8,
-    pub _pad: u8,
+    pub pad: u8,
 }
 
 const _: () = assert!(core::mem::size_of::<NatSettings>() == 28);
 
-// SAFETY: `repr(C)` integers with explicit padding; every bit pattern is valid.
+// SAFETY: `repr(C)` of two u32; every bit pattern is valid.
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for IfaceInfo {}
 

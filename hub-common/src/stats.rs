@@ -80,7 +80,10 @@ pub struct ServiceHistogram {
 
 impl Default for ServiceHistogram {
     fn default() -> Self {
-        Self { db_handshake: [0; HISTOGRAM_BUCKETS], request: [0; HISTOGRAM_BUCKETS] }
+        Self {
+            db_handshake: [0; HISTOGRAM_BUCKETS],
+            request: [0; HISTOGRAM_BUCKETS],
+        }
     }
 }
 
@@ -89,8 +92,16 @@ const _: () = assert!(core::mem::size_of::<ServiceHistogram>() == 2 * 8 * HISTOG
 /// The bucket of a value: floor(log2(ns)), capped at the last bucket.
 #[must_use]
 pub const fn bucket(ns: u64) -> usize {
-    let log = if ns == 0 { 0 } else { 63 - ns.leading_zeros() as usize };
-    if log >= HISTOGRAM_BUCKETS { HISTOGRAM_BUCKETS - 1 } else { log }
+    let log = if ns == 0 {
+        0
+    } else {
+        63 - ns.leading_zeros() as usize
+    };
+    if log >= HISTOGRAM_BUCKETS {
+        HISTOGRAM_BUCKETS - 1
+    } else {
+        log
+    }
 }
 
 // SAFETY: `repr(C)` of u64 only; every bit pattern is valid.

@@ -83,7 +83,9 @@ pub fn own_flows(flows: Vec<FlowView>, caller: IpAddr) -> Vec<ApiFlow> {
 /// Binds the listening socket (before readiness is reported, so a wrong address fails
 /// the start).
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ApiError> {
-    TcpListener::bind(addr).await.map_err(|source| ApiError { addr, source })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ApiError { addr, source })
 }
 
 /// Serves until the process ends.
@@ -102,7 +104,7 @@ pub async fn serve(listener: TcpListener, state: Arc<ApiState>) {
 
 /// The one place where failures become HTTP answers: causes go to the log, not the body.
 enum Failure {
-    Maps(NatError),
+    Maps(Box<NatError>),
     Task,
 }
 
@@ -110,8 +112,15 @@ impl IntoResponse for Failure {
     fn into_response(self) -> Response {
         match self {
             Self::Maps(e) => {
-                tracing::warn!(error = status::error_chain(&e), "reading the NAT maps for the API");
-                (StatusCode::SERVICE_UNAVAILABLE, "the NAT maps cannot be read\n").into_response()
+                tracing::warn!(
+                    error = status::error_chain(&*e),
+                    "reading the NAT maps for the API"
+                );
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the NAT maps cannot be read\n",
+                )
+                    .into_response()
             }
             Self::Task => (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response(),
         }
@@ -119,7 +128,11 @@ impl IntoResponse for Failure {
 }
 
 fn config(state: &ApiState) -> Config {
-    state.config.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    state
+        .config
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
 }
 
 async fn get_metrics(State(state): State<Arc<ApiState>>) -> Result<Response, Failure> {
@@ -127,7 +140,11 @@ async fn get_metrics(State(state): State<Arc<ApiState>>) -> Result<Response, Fai
     let reading = tokio::task::spawn_blocking(move || status::gather(&config))
         .await
         .map_err(|_| Failure::Task)?;
-    Ok(([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], metrics::render(&reading)).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        metrics::render(&reading),
+    )
+        .into_response())
 }
 
 async fn get_flows(
@@ -135,11 +152,13 @@ async fn get_flows(
     ConnectInfo(caller): ConnectInfo<SocketAddr>,
 ) -> Result<Json<FlowsAnswer>, Failure> {
     let pin_dir = config(&state).pin_dir;
-    let flows = tokio::task::spawn_blocking(move || nat::read_flows(&pin_dir))
+    let flows = tokio::task::spawn_blocking(move || nat::read_flows(&pin_dir).map_err(Box::new))
         .await
         .map_err(|_| Failure::Task)?
         .map_err(Failure::Maps)?;
-    Ok(Json(FlowsAnswer { flows: own_flows(flows, caller.ip()) }))
+    Ok(Json(FlowsAnswer {
+        flows: own_flows(flows, caller.ip()),
+    }))
 }
 
 #[cfg(test)]
@@ -151,7 +170,10 @@ mod tests {
         let peer = peer.parse().unwrap();
         FlowView {
             peer,
-            original: Tuple { src: peer, dst: "10.50.0.1:5432".parse().unwrap() },
+            original: Tuple {
+                src: peer,
+                dst: "10.50.0.1:5432".parse().unwrap(),
+            },
             translated: Tuple {
                 src: "10.99.0.1:40312".parse().unwrap(),
                 dst: "10.99.0.2:5432".parse().unwrap(),
@@ -167,7 +189,11 @@ mod tests {
 
     #[test]
     fn a_caller_sees_only_its_own_flows_in_the_agreed_shape() {
-        let flows = vec![flow("10.50.3.1:40312"), flow("10.50.1.1:40312"), flow("10.50.3.1:40313")];
+        let flows = vec![
+            flow("10.50.3.1:40312"),
+            flow("10.50.1.1:40312"),
+            flow("10.50.3.1:40313"),
+        ];
         let own = own_flows(flows, "10.50.3.1".parse().unwrap());
         assert_eq!(own.len(), 2);
         assert!(own.iter().all(|f| f.peer.starts_with("10.50.3.1:")));

@@ -112,14 +112,24 @@ async fn serve(config: Config, paths: &Paths) -> Result<(), DaemonError> {
     notify(&[sd_notify::NotifyState::Stopping]);
     match running.config.on_stop {
         OnStop::Keep => {
-            tracing::info!(signal = stop, "stopping; wg0 and the NAT keep running for the next start");
+            tracing::info!(
+                signal = stop,
+                "stopping; wg0 and the NAT keep running for the next start"
+            );
         }
         OnStop::Remove => {
-            tracing::info!(signal = stop, "stopping and removing the dataplane (daemon.on_stop = remove)");
+            tracing::info!(
+                signal = stop,
+                "stopping and removing the dataplane (daemon.on_stop = remove)"
+            );
             let pin_dir = running.config.pin_dir.clone();
             drop(running.nat);
-            teardown::remove(&teardown::Target::from_config(&running.config), paths, &pin_dir)
-                .await?;
+            teardown::remove(
+                &teardown::Target::from_config(&running.config),
+                paths,
+                &pin_dir,
+            )
+            .await?;
         }
     }
     Ok(())
@@ -150,13 +160,21 @@ async fn start(config: Config, paths: &Paths) -> Result<Running, DaemonError> {
     let api = match config.api_listen {
         Some(addr) => {
             let listener = api::bind(addr).await?;
-            let state = Arc::new(ApiState { config: RwLock::new(config.clone()) });
+            let state = Arc::new(ApiState {
+                config: RwLock::new(config.clone()),
+            });
             tokio::spawn(api::serve(listener, state.clone()));
             Some(state)
         }
         None => None,
     };
-    Ok(Running { config, tunnel, nat, netlink, api })
+    Ok(Running {
+        config,
+        tunnel,
+        nat,
+        netlink,
+        api,
+    })
 }
 
 impl Running {
@@ -167,7 +185,10 @@ impl Running {
         let new = match Config::load(path) {
             Ok(new) => new,
             Err(e) => {
-                tracing::error!(error = error_chain(&e), "refusing the new configuration; the running one stays");
+                tracing::error!(
+                    error = error_chain(&e),
+                    "refusing the new configuration; the running one stays"
+                );
                 return;
             }
         };
@@ -183,13 +204,22 @@ impl Running {
             return;
         }
         if let Err(e) = self.apply(&new).await {
-            tracing::error!(error = error_chain(&*e), "applying the new configuration failed part way; retrying at the next check");
+            tracing::error!(
+                error = error_chain(&*e),
+                "applying the new configuration failed part way; retrying at the next check"
+            );
         }
         self.config = new;
         if let Some(api) = &self.api {
-            *api.config.write().unwrap_or_else(std::sync::PoisonError::into_inner) = self.config.clone();
+            *api.config
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = self.config.clone();
         }
-        tracing::info!(peers = self.config.peers.len(), services = self.config.nat.services.len(), "configuration applied");
+        tracing::info!(
+            peers = self.config.peers.len(),
+            services = self.config.nat.services.len(),
+            "configuration applied"
+        );
     }
 
     async fn apply(&mut self, new: &Config) -> Result<(), Box<dyn std::error::Error>> {
@@ -204,14 +234,20 @@ impl Running {
         let tunnel = if self.tunnel.is_healthy().await {
             self.tunnel.configure(&self.config, None).await.map(drop)
         } else {
-            tracing::warn!(iface = self.tunnel.name(), "tunnel gone or not answering; bringing it back");
+            tracing::warn!(
+                iface = self.tunnel.name(),
+                "tunnel gone or not answering; bringing it back"
+            );
             self.tunnel.recover(&self.config).await
         };
         if let Err(e) = tunnel {
             tracing::warn!(error = error_chain(&e), "tunnel check failed");
         }
         match self.nat.ensure_attached() {
-            Ok(true) => tracing::info!(iface = self.tunnel.name(), "NAT re-attached to the recreated tunnel"),
+            Ok(true) => tracing::info!(
+                iface = self.tunnel.name(),
+                "NAT re-attached to the recreated tunnel"
+            ),
             Ok(false) => {}
             Err(e) => tracing::warn!(error = error_chain(&e), "checking the NAT attachment"),
         }
@@ -227,14 +263,23 @@ impl Running {
 pub fn fixed_field_changed(old: &Config, new: &Config) -> Option<&'static str> {
     let fixed = [
         ("interface.name", old.interface.name == new.interface.name),
-        ("interface.backend", old.interface.backend == new.interface.backend),
-        ("nat.egress_interface", old.nat.egress_interface == new.nat.egress_interface),
+        (
+            "interface.backend",
+            old.interface.backend == new.interface.backend,
+        ),
+        (
+            "nat.egress_interface",
+            old.nat.egress_interface == new.nat.egress_interface,
+        ),
         ("nat.max_flows", old.nat.max_flows == new.nat.max_flows),
         ("bpf.pin_dir", old.pin_dir == new.pin_dir),
         ("api.listen", old.api_listen == new.api_listen),
         ("daemon.gc_interval", old.gc_interval == new.gc_interval),
     ];
-    fixed.into_iter().find(|(_, same)| !same).map(|(field, _)| field)
+    fixed
+        .into_iter()
+        .find(|(_, same)| !same)
+        .map(|(field, _)| field)
 }
 
 /// Tells systemd, when it started us with a notification socket.

@@ -20,7 +20,10 @@ pub fn nat_config(config: &Config, egress_addr: Ipv4Addr) -> NatConfig {
         services: nat
             .services
             .iter()
-            .map(|s| Service { vip: s.vip, backends: s.backends.clone() })
+            .map(|s| Service {
+                vip: s.vip,
+                backends: s.backends.clone(),
+            })
             .collect(),
         timeouts: Timeouts {
             syn: nat.timeouts.syn,
@@ -45,9 +48,15 @@ pub async fn egress_address(config: &Config, netlink: &Netlink) -> Result<Ipv4Ad
                 target: iface.clone(),
                 source: io::Error::from_raw_os_error(errno),
             };
-            let link = netlink.link(iface).await?.ok_or_else(|| no_address(libc::ENODEV))?;
+            let link = netlink
+                .link(iface)
+                .await?
+                .ok_or_else(|| no_address(libc::ENODEV))?;
             let addresses = netlink.addresses(link.index).await?;
-            addresses.first().map(ipnet::Ipv4Net::addr).ok_or_else(|| no_address(libc::EADDRNOTAVAIL))
+            addresses
+                .first()
+                .map(ipnet::Ipv4Net::addr)
+                .ok_or_else(|| no_address(libc::EADDRNOTAVAIL))
         }
     }
 }

@@ -74,7 +74,10 @@ mod tests {
     fn base64_and_hex_round_trip() {
         let key = Key::from_base64("bzM6rw/efq+75VGhBgkCRChDnKfFlXQY560ejhvKCQY=").unwrap();
         assert_eq!(Key::from_hex(&key.to_hex()).unwrap(), key);
-        assert_eq!(key.to_string(), "bzM6rw/efq+75VGhBgkCRChDnKfFlXQY560ejhvKCQY=");
+        assert_eq!(
+            key.to_string(),
+            "bzM6rw/efq+75VGhBgkCRChDnKfFlXQY560ejhvKCQY="
+        );
     }
 
     #[test]

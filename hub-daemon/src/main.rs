@@ -62,9 +62,10 @@ enum Command {
 fn main() -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal, not for journald or a log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let cli = Cli::parse();
@@ -91,7 +92,12 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Down => {
             privileges::check()?;
             let config = Config::load(&cli.config)
-                .inspect_err(|e| tracing::warn!(error = status::error_chain(e), "using the runtime record instead of the configuration"))
+                .inspect_err(|e| {
+                    tracing::warn!(
+                        error = status::error_chain(e),
+                        "using the runtime record instead of the configuration"
+                    );
+                })
                 .ok();
             runtime()?.block_on(teardown::down(config.as_ref(), &paths))?;
         }
@@ -106,10 +112,14 @@ fn main() -> anyhow::Result<ExitCode> {
         }
         Command::Flows { json } => {
             let config = Config::load(&cli.config)?;
-            let flows = nat::read_flows(&config.pin_dir)
-                .with_context(|| format!("reading the flows pinned in {}", config.pin_dir.display()))?;
+            let flows = nat::read_flows(&config.pin_dir).with_context(|| {
+                format!("reading the flows pinned in {}", config.pin_dir.display())
+            })?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "flows": flows }))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({ "flows": flows }))?
+                );
             } else {
                 print!("{}", status::render_flows(&flows));
             }
@@ -119,7 +129,12 @@ fn main() -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("probing {iface}"))?;
             thread::sleep(Duration::from_secs(seconds));
             let counter = probe.read()?;
-            tracing::info!(iface, packets = counter.packets, bytes = counter.bytes, "counted");
+            tracing::info!(
+                iface,
+                packets = counter.packets,
+                bytes = counter.bytes,
+                "counted"
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -14,42 +14,44 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// Renders a status reading.
 pub fn render(status: &Status) -> String {
     let mut out = String::new();
-    family(&mut out, "edgehub_up", "gauge", "1 when the tunnel's implementation answers.");
-    let _ = writeln!(out, "edgehub_up {}", u8::from(status.interface_error.is_none()));
+    family(
+        &mut out,
+        "edgehub_up",
+        "gauge",
+        "1 when the tunnel's implementation answers.",
+    );
+    let _ = writeln!(
+        out,
+        "edgehub_up {}",
+        u8::from(status.interface_error.is_none())
+    );
 
     if let Some(counters) = &status.counters {
         nat_counters(&mut out, counters);
     }
-    family(&mut out, "edgehub_nat_flows", "gauge", "Flows in the conntrack table.");
-    let _ = writeln!(out, "edgehub_nat_flows {}", status.flows);
-    family(&mut out, "edgehub_nat_flows_max", "gauge", "Capacity of the conntrack table.");
-    let _ = writeln!(out, "edgehub_nat_flows_max {}", status.max_flows);
-    family(&mut out, "edgehub_nat_table_pressure", "gauge", "Flows over capacity (0 to 1).");
-    let _ = writeln!(out, "edgehub_nat_table_pressure {}", status.table_pressure);
-
-    family(&mut out, "edgehub_peer_configured", "gauge", "1 when the device knows the peer.");
-    for p in &status.peers {
-        let _ = writeln!(out, "edgehub_peer_configured{{peer=\"{}\"}} {}", label(&p.name), u8::from(p.configured));
-    }
     family(
         &mut out,
-        "edgehub_peer_handshake_age_seconds",
+        "edgehub_nat_flows",
         "gauge",
-        "Seconds since the peer's latest handshake (absent before the first).",
+        "Flows in the conntrack table.",
     );
-    for p in &status.peers {
-        if let Some(secs) = p.latest_handshake_secs {
-            let _ = writeln!(out, "edgehub_peer_handshake_age_seconds{{peer=\"{}\"}} {secs}", label(&p.name));
-        }
-    }
-    family(&mut out, "edgehub_peer_receive_bytes_total", "counter", "Bytes received from the peer.");
-    for p in &status.peers {
-        let _ = writeln!(out, "edgehub_peer_receive_bytes_total{{peer=\"{}\"}} {}", label(&p.name), p.rx_bytes);
-    }
-    family(&mut out, "edgehub_peer_transmit_bytes_total", "counter", "Bytes sent to the peer.");
-    for p in &status.peers {
-        let _ = writeln!(out, "edgehub_peer_transmit_bytes_total{{peer=\"{}\"}} {}", label(&p.name), p.tx_bytes);
-    }
+    let _ = writeln!(out, "edgehub_nat_flows {}", status.flows);
+    family(
+        &mut out,
+        "edgehub_nat_flows_max",
+        "gauge",
+        "Capacity of the conntrack table.",
+    );
+    let _ = writeln!(out, "edgehub_nat_flows_max {}", status.max_flows);
+    family(
+        &mut out,
+        "edgehub_nat_table_pressure",
+        "gauge",
+        "Flows over capacity (0 to 1).",
+    );
+    let _ = writeln!(out, "edgehub_nat_table_pressure {}", status.table_pressure);
+
+    peers(&mut out, status);
 
     histograms(
         &mut out,
@@ -68,13 +70,77 @@ pub fn render(status: &Status) -> String {
     out
 }
 
+/// Per-peer gauges and counters.
+fn peers(out: &mut String, status: &Status) {
+    family(
+        out,
+        "edgehub_peer_configured",
+        "gauge",
+        "1 when the device knows the peer.",
+    );
+    for p in &status.peers {
+        let _ = writeln!(
+            out,
+            "edgehub_peer_configured{{peer=\"{}\"}} {}",
+            label(&p.name),
+            u8::from(p.configured)
+        );
+    }
+    family(
+        out,
+        "edgehub_peer_handshake_age_seconds",
+        "gauge",
+        "Seconds since the peer's latest handshake (absent before the first).",
+    );
+    for p in &status.peers {
+        if let Some(secs) = p.latest_handshake_secs {
+            let _ = writeln!(
+                out,
+                "edgehub_peer_handshake_age_seconds{{peer=\"{}\"}} {secs}",
+                label(&p.name)
+            );
+        }
+    }
+    family(
+        out,
+        "edgehub_peer_receive_bytes_total",
+        "counter",
+        "Bytes received from the peer.",
+    );
+    for p in &status.peers {
+        let _ = writeln!(
+            out,
+            "edgehub_peer_receive_bytes_total{{peer=\"{}\"}} {}",
+            label(&p.name),
+            p.rx_bytes
+        );
+    }
+    family(
+        out,
+        "edgehub_peer_transmit_bytes_total",
+        "counter",
+        "Bytes sent to the peer.",
+    );
+    for p in &status.peers {
+        let _ = writeln!(
+            out,
+            "edgehub_peer_transmit_bytes_total{{peer=\"{}\"}} {}",
+            label(&p.name),
+            p.tx_bytes
+        );
+    }
+}
+
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
 /// A label value with `\`, `"` and newlines escaped.
 fn label(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Every counter field: `drop_<reason>` ones as `edgehub_nat_drops_total{reason}`, the
@@ -82,10 +148,18 @@ fn label(value: &str) -> String {
 fn nat_counters(out: &mut String, counters: &Counters) {
     let fields = serde_json::to_value(counters).unwrap_or_default();
     let fields = fields.as_object().cloned().unwrap_or_default();
-    family(out, "edgehub_nat_drops_total", "counter", "Packets the NAT dropped, by reason.");
+    family(
+        out,
+        "edgehub_nat_drops_total",
+        "counter",
+        "Packets the NAT dropped, by reason.",
+    );
     for (name, value) in &fields {
         if let Some(reason) = name.strip_prefix("drop_") {
-            let _ = writeln!(out, "edgehub_nat_drops_total{{reason=\"{reason}\"}} {value}");
+            let _ = writeln!(
+                out,
+                "edgehub_nat_drops_total{{reason=\"{reason}\"}} {value}"
+            );
         }
     }
     for (name, value) in fields.iter().filter(|(n, _)| !n.starts_with("drop_")) {
@@ -111,9 +185,17 @@ fn histograms(
             cumulative += count;
             // Bucket i holds [2^i, 2^(i+1)) ns, so its upper bound is 2^(i+1) ns.
             let le = f64::from(2u32).powi(i32::try_from(i + 1).unwrap_or(i32::MAX)) / 1e9;
-            let _ = writeln!(out, "{name}_bucket{{vip=\"{}\",le=\"{le:e}\"}} {cumulative}", h.vip);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{vip=\"{}\",le=\"{le:e}\"}} {cumulative}",
+                h.vip
+            );
         }
-        let _ = writeln!(out, "{name}_bucket{{vip=\"{}\",le=\"+Inf\"}} {cumulative}", h.vip);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{vip=\"{}\",le=\"+Inf\"}} {cumulative}",
+            h.vip
+        );
         let _ = writeln!(out, "{name}_count{{vip=\"{}\"}} {cumulative}", h.vip);
     }
 }
@@ -140,7 +222,11 @@ mod tests {
             }],
             services: vec![],
             nat_error: None,
-            counters: Some(Counters { drop_not_peer: 3, forwarded: 9, ..Counters::default() }),
+            counters: Some(Counters {
+                drop_not_peer: 3,
+                forwarded: 9,
+                ..Counters::default()
+            }),
             flows: 2,
             max_flows: 65_536,
             table_pressure: 2.0 / 65_536.0,
@@ -183,7 +269,12 @@ mod tests {
         };
         let counts: Vec<f64> = buckets.iter().map(|b| b.count).collect();
         assert_eq!(counts, [0.0, 1.0, 3.0, 3.0], "cumulative, then +Inf");
-        assert!(scrape.samples.iter().any(|s| s.metric == "edgehub_nat_forwarded_total"));
+        assert!(
+            scrape
+                .samples
+                .iter()
+                .any(|s| s.metric == "edgehub_nat_forwarded_total")
+        );
     }
 
     #[test]

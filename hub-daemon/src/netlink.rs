@@ -62,19 +62,30 @@ pub struct Netlink {
 impl Netlink {
     /// Opens the socket in the calling thread's network namespace.
     pub fn connect() -> Result<Self, NetlinkError> {
-        let (connection, handle, _) = rtnetlink::new_connection()
-            .map_err(|source| NetlinkError { call: "socket", target: "rtnetlink".into(), source })?;
+        let (connection, handle, _) =
+            rtnetlink::new_connection().map_err(|source| NetlinkError {
+                call: "socket",
+                target: "rtnetlink".into(),
+                source,
+            })?;
         tokio::spawn(connection);
         Ok(Self { handle })
     }
 
     /// The link called `name`, if there is one.
     pub async fn link(&self, name: &str) -> Result<Option<Link>, NetlinkError> {
-        let mut links = self.handle.link().get().match_name(name.to_owned()).execute();
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_owned())
+            .execute();
         match links.try_next().await {
             Ok(Some(message)) => Ok(Some(link_of(&message))),
             Ok(None) => Ok(None),
-            Err(rtnetlink::Error::NetlinkError(e)) if e.to_io().raw_os_error() == Some(libc::ENODEV) => {
+            Err(rtnetlink::Error::NetlinkError(e))
+                if e.to_io().raw_os_error() == Some(libc::ENODEV) =>
+            {
                 Ok(None)
             }
             Err(e) => Err(err("RTM_GETLINK", name)(e)),
@@ -85,12 +96,22 @@ impl Netlink {
     pub async fn create_wireguard(&self, name: &str) -> Result<(), NetlinkError> {
         tracing::debug!(iface = name, "RTM_NEWLINK type wireguard");
         let message = LinkWireguard::new(name).build();
-        self.handle.link().add(message).execute().await.map_err(err("RTM_NEWLINK wireguard", name))
+        self.handle
+            .link()
+            .add(message)
+            .execute()
+            .await
+            .map_err(err("RTM_NEWLINK wireguard", name))
     }
 
     pub async fn delete_link(&self, name: &str, index: u32) -> Result<(), NetlinkError> {
         tracing::debug!(iface = name, index, "RTM_DELLINK");
-        self.handle.link().del(index).execute().await.map_err(err("RTM_DELLINK", name))
+        self.handle
+            .link()
+            .del(index)
+            .execute()
+            .await
+            .map_err(err("RTM_DELLINK", name))
     }
 
     /// Sets the MTU and brings the link up, unless both are already so. Returns whether
@@ -101,15 +122,27 @@ impl Netlink {
             return Ok(false);
         }
         tracing::debug!(iface = name, mtu, "RTM_SETLINK mtu, up");
-        let message: LinkMessage =
-            LinkUnspec::new_with_index(link.index).mtu(mtu.into()).up().build();
-        self.handle.link().set(message).execute().await.map_err(err("RTM_SETLINK", name))?;
+        let message: LinkMessage = LinkUnspec::new_with_index(link.index)
+            .mtu(mtu.into())
+            .up()
+            .build();
+        self.handle
+            .link()
+            .set(message)
+            .execute()
+            .await
+            .map_err(err("RTM_SETLINK", name))?;
         Ok(true)
     }
 
     /// The IPv4 addresses on a link.
     pub async fn addresses(&self, index: u32) -> Result<Vec<Ipv4Net>, NetlinkError> {
-        let mut stream = self.handle.address().get().set_link_index_filter(index).execute();
+        let mut stream = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute();
         let mut found = Vec::new();
         while let Some(message) = stream.try_next().await.map_err(err("RTM_GETADDR", index))? {
             for attr in &message.attributes {
@@ -139,13 +172,27 @@ impl Netlink {
     }
 
     pub async fn delete_address(&self, index: u32, net: Ipv4Net) -> Result<(), NetlinkError> {
-        let mut stream = self.handle.address().get().set_link_index_filter(index).execute();
+        let mut stream = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute();
         while let Some(message) = stream.try_next().await.map_err(err("RTM_GETADDR", index))? {
             let matches = message.header.prefix_len == net.prefix_len()
-                && message.attributes.iter().any(|a| *a == AddressAttribute::Local(net.addr().into()));
+                && message
+                    .attributes
+                    .iter()
+                    .any(|a| *a == AddressAttribute::Local(net.addr().into()));
             if matches {
                 tracing::debug!(index, address = %net, "RTM_DELADDR");
-                return self.handle.address().del(message).execute().await.map_err(err("RTM_DELADDR", net));
+                return self
+                    .handle
+                    .address()
+                    .del(message)
+                    .execute()
+                    .await
+                    .map_err(err("RTM_DELADDR", net));
             }
         }
         Ok(())
@@ -156,8 +203,14 @@ impl Netlink {
         let query = RouteMessageBuilder::<Ipv4Addr>::new().build();
         let mut stream = self.handle.route().get(query).execute();
         let mut found = Vec::new();
-        while let Some(route) = stream.try_next().await.map_err(err("RTM_GETROUTE", index))? {
-            if route.header.protocol != RouteProtocol::Static || output_interface(&route) != Some(index) {
+        while let Some(route) = stream
+            .try_next()
+            .await
+            .map_err(err("RTM_GETROUTE", index))?
+        {
+            if route.header.protocol != RouteProtocol::Static
+                || output_interface(&route) != Some(index)
+            {
                 continue;
             }
             let destination = route.attributes.iter().find_map(|a| match a {
@@ -186,12 +239,21 @@ impl Netlink {
 
     pub async fn delete_route(&self, index: u32, net: Ipv4Net) -> Result<(), NetlinkError> {
         tracing::debug!(index, route = %net, "RTM_DELROUTE");
-        self.handle.route().del(route_message(index, net)).execute().await.map_err(err("RTM_DELROUTE", net))
+        self.handle
+            .route()
+            .del(route_message(index, net))
+            .execute()
+            .await
+            .map_err(err("RTM_DELROUTE", net))
     }
 
     /// Makes the `proto static` routes through the link exactly `wanted`. Returns how many
     /// were added and removed.
-    pub async fn sync_routes(&self, index: u32, wanted: &[Ipv4Net]) -> Result<(usize, usize), NetlinkError> {
+    pub async fn sync_routes(
+        &self,
+        index: u32,
+        wanted: &[Ipv4Net],
+    ) -> Result<(usize, usize), NetlinkError> {
         let present = self.static_routes(index).await?;
         let mut added = 0;
         for net in wanted.iter().filter(|n| !present.contains(n)) {
@@ -228,7 +290,11 @@ fn link_of(message: &LinkMessage) -> Link {
         LinkAttribute::Mtu(mtu) => Some(*mtu),
         _ => None,
     });
-    Link { index: message.header.index, mtu, up: message.header.flags.contains(LinkFlags::Up) }
+    Link {
+        index: message.header.index,
+        mtu,
+        up: message.header.flags.contains(LinkFlags::Up),
+    }
 }
 
 fn no_such_link(name: &str) -> NetlinkError {

@@ -124,14 +124,17 @@ impl RuntimeDir {
             Err(e) => return Err(Self::io("read", &path)(e)),
         };
         let pid = text.trim().parse::<i32>().ok().filter(|pid| *pid > 0);
-        Ok(pid.filter(|pid| kill(Pid::from_raw(*pid), None).is_ok()))
+        Ok(pid.filter(|pid| crate::process::is_alive(*pid)))
     }
 
     /// Writes our PID, refusing when another live daemon holds the file.
     pub fn claim_pid_file(&self) -> Result<(), RuntimeError> {
         let own = std::process::id().cast_signed();
         if let Some(pid) = self.running_pid()?.filter(|pid| *pid != own) {
-            return Err(RuntimeError::AlreadyRunning { pid, path: self.pid_file() });
+            return Err(RuntimeError::AlreadyRunning {
+                pid,
+                path: self.pid_file(),
+            });
         }
         std::fs::create_dir_all(&self.dir).map_err(Self::io("create", &self.dir))?;
         let path = self.pid_file();
@@ -144,7 +147,9 @@ impl RuntimeDir {
 
     /// Sends `signal` to the running daemon.
     pub fn signal(&self, signal: Signal) -> Result<i32, RuntimeError> {
-        let pid = self.running_pid()?.ok_or(RuntimeError::NotRunning { path: self.pid_file() })?;
+        let pid = self.running_pid()?.ok_or(RuntimeError::NotRunning {
+            path: self.pid_file(),
+        })?;
         kill(Pid::from_raw(pid), signal).map_err(|source| RuntimeError::Signal { pid, source })?;
         Ok(pid)
     }
@@ -161,15 +166,26 @@ mod tests {
         assert_eq!(runtime.load().unwrap(), Record::default());
         assert_eq!(runtime.running_pid().unwrap(), None);
 
-        let mut record = Record { started_userspace: true, ..Record::default() };
-        record.sysctls.insert("net.ipv4.ip_forward".into(), "0".into());
+        let mut record = Record {
+            started_userspace: true,
+            ..Record::default()
+        };
+        record
+            .sysctls
+            .insert("net.ipv4.ip_forward".into(), "0".into());
         runtime.save(&record).unwrap();
         assert_eq!(runtime.load().unwrap(), record);
 
         runtime.claim_pid_file().unwrap();
-        assert_eq!(runtime.running_pid().unwrap(), Some(std::process::id().cast_signed()));
+        assert_eq!(
+            runtime.running_pid().unwrap(),
+            Some(std::process::id().cast_signed())
+        );
         runtime.clear().unwrap();
         assert_eq!(runtime.load().unwrap(), Record::default());
-        assert!(matches!(runtime.signal(Signal::SIGHUP), Err(RuntimeError::NotRunning { .. })));
+        assert!(matches!(
+            runtime.signal(Signal::SIGHUP),
+            Err(RuntimeError::NotRunning { .. })
+        ));
     }
 }

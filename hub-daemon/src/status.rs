@@ -65,11 +65,15 @@ pub fn gather(config: &Config) -> Status {
     let counters = nat::read_counters(&config.pin_dir);
     let flows = nat::read_flows(&config.pin_dir).map(|f| f.len());
     let histograms = nat::read_histograms(&config.pin_dir);
-    let nat_error = [counters.as_ref().err(), flows.as_ref().err(), histograms.as_ref().err()]
-        .into_iter()
-        .flatten()
-        .next()
-        .map(|e| error_chain(e));
+    let nat_error = [
+        counters.as_ref().err(),
+        flows.as_ref().err(),
+        histograms.as_ref().err(),
+    ]
+    .into_iter()
+    .flatten()
+    .next()
+    .map(|e| error_chain(e));
     let flows = flows.unwrap_or(0);
     Status {
         interface: config.interface.name.clone(),
@@ -80,7 +84,10 @@ pub fn gather(config: &Config) -> Status {
             .nat
             .services
             .iter()
-            .map(|s| ServiceStatus { vip: s.vip, backends: s.backends.clone() })
+            .map(|s| ServiceStatus {
+                vip: s.vip,
+                backends: s.backends.clone(),
+            })
             .collect(),
         nat_error,
         counters: counters.ok(),
@@ -186,7 +193,11 @@ pub fn render(status: &Status) -> String {
         }
     }
     for h in &status.histograms {
-        let _ = writeln!(out, "\n{} timing (log2 buckets, count per [2^i, 2^(i+1)) ns)", h.vip);
+        let _ = writeln!(
+            out,
+            "\n{} timing (log2 buckets, count per [2^i, 2^(i+1)) ns)",
+            h.vip
+        );
         let _ = writeln!(out, "  db handshake  {}", histogram_line(&h.db_handshake));
         let _ = writeln!(out, "  request       {}", histogram_line(&h.request));
     }
@@ -201,7 +212,11 @@ fn histogram_line(buckets: &[u64]) -> String {
         .filter(|(_, n)| **n > 0)
         .map(|(i, n)| format!("≥{}:{n}", human_ns(1u64 << i.min(63))))
         .collect();
-    if parts.is_empty() { "-".to_owned() } else { parts.join(" ") }
+    if parts.is_empty() {
+        "-".to_owned()
+    } else {
+        parts.join(" ")
+    }
 }
 
 fn human_ns(ns: u64) -> String {

@@ -32,13 +32,20 @@ pub fn read(root: &Path, name: &str) -> Result<String, SysctlError> {
     let path = path(root, name);
     std::fs::read_to_string(&path)
         .map(|v| v.trim().to_owned())
-        .map_err(|source| SysctlError { call: "read", path, source })
+        .map_err(|source| SysctlError {
+            call: "read",
+            path,
+            source,
+        })
 }
 
 fn write(root: &Path, name: &str, value: &str) -> Result<(), SysctlError> {
     let path = path(root, name);
-    std::fs::write(&path, format!("{value}\n"))
-        .map_err(|source| SysctlError { call: "write", path, source })
+    std::fs::write(&path, format!("{value}\n")).map_err(|source| SysctlError {
+        call: "write",
+        path,
+        source,
+    })
 }
 
 /// Sets each of `settings` that differs, recording its first original value in `saved`
@@ -86,8 +93,16 @@ mod tests {
         std::fs::write(root.path().join("net/ipv4/ip_forward"), "0\n").unwrap();
         let mut saved = BTreeMap::new();
 
-        assert_eq!(ensure(root.path(), REQUIRED, &mut saved).unwrap(), ["net.ipv4.ip_forward"]);
-        assert!(ensure(root.path(), REQUIRED, &mut saved).unwrap().is_empty(), "idempotent");
+        assert_eq!(
+            ensure(root.path(), REQUIRED, &mut saved).unwrap(),
+            ["net.ipv4.ip_forward"]
+        );
+        assert!(
+            ensure(root.path(), REQUIRED, &mut saved)
+                .unwrap()
+                .is_empty(),
+            "idempotent"
+        );
         assert_eq!(read(root.path(), "net.ipv4.ip_forward").unwrap(), "1");
         assert_eq!(saved["net.ipv4.ip_forward"], "0");
 

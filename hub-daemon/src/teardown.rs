@@ -17,9 +17,9 @@ use crate::{
     daemon::Paths,
     nat::{Nat, NatError},
     netlink::{Netlink, NetlinkError},
+    process,
     runtime::RuntimeError,
     sysctl::{self, SysctlError},
-    wireguard::uapi::Uapi,
 };
 
 /// How long the daemon and the userspace implementation get to exit.
@@ -51,7 +51,10 @@ pub struct Target {
 
 impl Target {
     pub fn from_config(config: &Config) -> Self {
-        Self { iface: config.interface.name.clone(), pin_dir: config.pin_dir.clone() }
+        Self {
+            iface: config.interface.name.clone(),
+            pin_dir: config.pin_dir.clone(),
+        }
     }
 }
 
@@ -62,14 +65,17 @@ pub async fn down(config: Option<&Config>, paths: &Paths) -> Result<(), Teardown
     if let Some(pid) = paths.runtime.running_pid()?.filter(|pid| *pid != own) {
         tracing::info!(pid, "stopping the running daemon");
         let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-        if !wait_until(|| kill(Pid::from_raw(pid), None).is_err()) {
+        if !wait_until(|| !process::is_alive(pid)) {
             return Err(TeardownError::DaemonStuck(pid));
         }
     }
     let record = paths.runtime.load()?;
     let target = match (config, &record.interface, &record.pin_dir) {
         (Some(config), _, _) => Target::from_config(config),
-        (None, Some(iface), Some(pin_dir)) => Target { iface: iface.clone(), pin_dir: pin_dir.clone() },
+        (None, Some(iface), Some(pin_dir)) => Target {
+            iface: iface.clone(),
+            pin_dir: pin_dir.clone(),
+        },
         _ => return Err(TeardownError::Unknown),
     };
     remove(&target, paths, &target.pin_dir).await
@@ -82,12 +88,15 @@ pub async fn remove(target: &Target, paths: &Paths, pin_dir: &Path) -> Result<()
     Nat::remove(pin_dir)?;
 
     let netlink = Netlink::connect()?;
-    let uapi = Uapi::for_interface(&target.iface);
     if record.started_userspace {
-        if let Ok(pid) = uapi.server_pid() {
-            tracing::info!(pid, iface = target.iface, "stopping the userspace wireguard edgehub started");
+        if let Ok(Some(pid)) = process::tun_owner(&target.iface) {
+            tracing::info!(
+                pid,
+                iface = target.iface,
+                "stopping the userspace wireguard edgehub started"
+            );
             let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-            wait_until(|| kill(Pid::from_raw(pid), None).is_err());
+            wait_until(|| !process::is_alive(pid));
         }
         if let Some(link) = netlink.link(&target.iface).await? {
             match netlink.delete_link(&target.iface, link.index).await {
@@ -98,7 +107,10 @@ pub async fn remove(target: &Target, paths: &Paths, pin_dir: &Path) -> Result<()
         }
         tracing::info!(iface = target.iface, "tunnel removed");
     } else if netlink.link(&target.iface).await?.is_some() {
-        tracing::info!(iface = target.iface, "leaving the tunnel: edgehub adopted it, it did not start it");
+        tracing::info!(
+            iface = target.iface,
+            "leaving the tunnel: edgehub adopted it, it did not start it"
+        );
     }
 
     sysctl::restore(&paths.proc_sys, &mut record.sysctls)?;

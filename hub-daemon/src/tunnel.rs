@@ -27,7 +27,9 @@ pub enum TunnelError {
     Uapi(#[from] UapiError),
     #[error(transparent)]
     Userspace(#[from] UserspaceError),
-    #[error("the kernel WireGuard backend is not implemented yet; use backend = \"userspace\" or \"auto\"")]
+    #[error(
+        "the kernel WireGuard backend is not implemented yet; use backend = \"userspace\" or \"auto\""
+    )]
     KernelUnsupported,
     #[error("{0} exists but no WireGuard implementation serves its control socket")]
     Foreign(String),
@@ -66,7 +68,11 @@ impl Tunnel {
             Backend::Userspace => {}
         }
         let (uapi, origin) = userspace::ensure_running(&iface.name, &iface.userspace_program)?;
-        let tunnel = Self { name: iface.name.clone(), uapi, netlink: netlink.clone() };
+        let tunnel = Self {
+            name: iface.name.clone(),
+            uapi,
+            netlink: netlink.clone(),
+        };
         tunnel.configure(config, None).await?;
         Ok((tunnel, origin))
     }
@@ -80,10 +86,6 @@ impl Tunnel {
         self.uapi.get()
     }
 
-    /// The PID of the userspace implementation.
-    pub fn implementation_pid(&self) -> Result<i32, UapiError> {
-        self.uapi.server_pid()
-    }
 
     /// Brings the device to `config`: `previous` (the configuration in force) tells which
     /// address to take away when it changed.
@@ -110,20 +112,30 @@ impl Tunnel {
         }
 
         let address = config.interface.address;
-        let changed_mtu = self.netlink.set_mtu_up(&self.name, config.interface.mtu).await?;
-        let link = self.netlink.link(&self.name).await?.ok_or_else(|| {
-            NetlinkError {
+        let changed_mtu = self
+            .netlink
+            .set_mtu_up(&self.name, config.interface.mtu)
+            .await?;
+        let link = self
+            .netlink
+            .link(&self.name)
+            .await?
+            .ok_or_else(|| NetlinkError {
                 call: "RTM_GETLINK",
                 target: self.name.clone(),
                 source: io::Error::from_raw_os_error(libc::ENODEV),
-            }
-        })?;
-        if let Some(old) = previous.map(|p| p.interface.address).filter(|old| *old != address) {
+            })?;
+        if let Some(old) = previous
+            .map(|p| p.interface.address)
+            .filter(|old| *old != address)
+        {
             self.netlink.delete_address(link.index, old).await?;
         }
         let added_address = self.netlink.ensure_address(link.index, address).await?;
-        let (routes_added, routes_removed) =
-            self.netlink.sync_routes(link.index, &routes(config)).await?;
+        let (routes_added, routes_removed) = self
+            .netlink
+            .sync_routes(link.index, &routes(config))
+            .await?;
         if changed_mtu || added_address || routes_added + routes_removed > 0 {
             tracing::info!(
                 iface = self.name,
@@ -145,9 +157,14 @@ impl Tunnel {
     /// Restarts the implementation after it died (or was restarted with an empty
     /// configuration) and configures it again.
     pub async fn recover(&self, config: &Config) -> Result<(), TunnelError> {
-        let (uapi, origin) = userspace::ensure_running(&self.name, &config.interface.userspace_program)?;
+        let (uapi, origin) =
+            userspace::ensure_running(&self.name, &config.interface.userspace_program)?;
         debug_assert_eq!(uapi.path(), self.uapi.path());
-        tracing::info!(iface = self.name, ?origin, "tunnel recovered; configuring it again");
+        tracing::info!(
+            iface = self.name,
+            ?origin,
+            "tunnel recovered; configuring it again"
+        );
         self.configure(config, None).await.map(drop)
     }
 }
@@ -156,5 +173,9 @@ impl Tunnel {
 /// subnet (which the kernel routes there by itself).
 pub fn routes(config: &Config) -> Vec<Ipv4Net> {
     let own = config.interface.address.trunc();
-    config.peer_ranges().into_iter().filter(|net| !own.contains(net)).collect()
+    config
+        .peer_ranges()
+        .into_iter()
+        .filter(|net| !own.contains(net))
+        .collect()
 }

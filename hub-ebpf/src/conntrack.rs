@@ -79,9 +79,12 @@ fn create(key: &FlowKey, service: &ServiceEntry, settings: &NatSettings) -> Resu
         daddr: settings.egress_addr,
         sport: backend.port,
         dport: 0,
-        proto: IPPROTO_TCP,
-        _pad: [0; 3],
+        proto: u32::from(IPPROTO_TCP),
     };
+    // Zero the verifier-visible way: runs of literal zeros become `memset` calls, which the
+    // dev-profile object leaves to `compiler_builtins` (built with debug checks aya cannot
+    // link). An opaque zero keeps them plain stores.
+    let zero = core::hint::black_box(0_u64);
     // One value on the stack for both entries: the BPF stack is 512 bytes.
     let mut entry = FlowEntry {
         rewrite: FlowKey {
@@ -89,14 +92,21 @@ fn create(key: &FlowKey, service: &ServiceEntry, settings: &NatSettings) -> Resu
             daddr: key.saddr,
             sport: key.dport,
             dport: key.sport,
-            proto: IPPROTO_TCP,
-            _pad: [0; 3],
+            proto: u32::from(IPPROTO_TCP),
         },
         other: *key,
         direction: direction::REPLY,
+        state: zero as u8,
+        fin: zero as u8,
+        awaiting_response: zero as u8,
+        service: zero as u32,
         created_ns: time,
         last_seen_ns: time,
-        ..FlowEntry::default()
+        syn_ns: zero,
+        db_handshake_ns: zero,
+        request_start_ns: zero,
+        request_ns_last: zero,
+        requests: zero,
     };
     let mut allocated = false;
     for _ in 0..PORT_TRIES {
@@ -104,7 +114,10 @@ fn create(key: &FlowKey, service: &ServiceEntry, settings: &NatSettings) -> Resu
         let random = unsafe { bpf_get_prandom_u32() };
         let port = settings.port_min.wrapping_add((random % span) as u16);
         reply_key.dport = port.to_be();
-        if NAT_FLOWS.insert(&reply_key, &entry, u64::from(BPF_NOEXIST)).is_ok() {
+        if NAT_FLOWS
+            .insert(reply_key, entry, u64::from(BPF_NOEXIST))
+            .is_ok()
+        {
             allocated = true;
             break;
         }
@@ -118,17 +131,19 @@ fn create(key: &FlowKey, service: &ServiceEntry, settings: &NatSettings) -> Resu
         daddr: backend.addr,
         sport: reply_key.dport,
         dport: backend.port,
-        proto: IPPROTO_TCP,
-        _pad: [0; 3],
+        proto: u32::from(IPPROTO_TCP),
     };
     entry.other = reply_key;
     entry.direction = direction::FORWARD;
     entry.state = tcp_state::SYN_SENT;
     entry.service = service.index;
     entry.syn_ns = time;
-    if NAT_FLOWS.insert(key, &entry, u64::from(BPF_NOEXIST)).is_err() {
+    if NAT_FLOWS
+        .insert(key, entry, u64::from(BPF_NOEXIST))
+        .is_err()
+    {
         // Another CPU created the flow for a retransmitted SYN in the meantime: use it.
-        let _ = NAT_FLOWS.remove(&reply_key);
+        let _ = NAT_FLOWS.remove(reply_key);
         return Ok(());
     }
     count(|c| c.new_flows += 1);

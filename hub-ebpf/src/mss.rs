@@ -49,10 +49,18 @@ fn lower(ctx: &TcContext, seg: &Segment, at: usize, mss: u16) -> Result<(), Reas
     }
     let new = mss.to_be();
     // A word at an odd offset from the TCP header adds to the sum byte-swapped.
-    let (old_word, new_word) =
-        if (at - seg.l4) % 2 == 0 { (old, new) } else { (old.swap_bytes(), new.swap_bytes()) };
-    ctx.l4_csum_replace(seg.l4 + offset::TCP_CHECK, u64::from(old_word), u64::from(new_word), 2)
-        .map_err(|_| Reason::Error)?;
+    let (old_word, new_word) = if (at - seg.l4).is_multiple_of(2) {
+        (old, new)
+    } else {
+        (old.swap_bytes(), new.swap_bytes())
+    };
+    ctx.l4_csum_replace(
+        seg.l4 + offset::TCP_CHECK,
+        u64::from(old_word),
+        u64::from(new_word),
+        2,
+    )
+    .map_err(|_| Reason::Error)?;
     ctx.store(at, &new, 0).map_err(|_| Reason::Error)?;
     count(|c| c.mss_clamped += 1);
     Ok(())

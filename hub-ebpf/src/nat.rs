@@ -10,7 +10,7 @@
 //! into an L3 tun) instead of returning `TC_ACT_OK` for the kernel to forward. After SNAT
 //! the source is the hub's own address, which the kernel's input path rejects as a martian
 //! unless `accept_local` is set; redirecting also skips the routing and netfilter hooks, so
-//! the hub needs neither `ip_forward` nor an rp_filter exception.
+//! the hub needs neither `ip_forward` nor an `rp_filter` exception.
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
@@ -49,50 +49,78 @@ pub static NAT_PEERS: LpmTrie<[u8; 4], u8, 1024> = LpmTrie::new();
 /// Peer -> VIP. Fails closed: a segment for a VIP that cannot be translated is dropped (and
 /// counted), never sent on with the VIP in it.
 #[classifier]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the signature is the classifier's"
+)]
 pub fn eh_nat_fwd(ctx: TcContext) -> i32 {
     try_nat_fwd(&ctx).unwrap_or_else(shot)
 }
 
 /// Database -> peer. Fails closed for segments of a known flow; unknown traffic passes.
 #[classifier]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the signature is the classifier's"
+)]
 pub fn eh_nat_reply(ctx: TcContext) -> i32 {
     try_nat_reply(&ctx).unwrap_or_else(shot)
 }
 
+#[inline(always)]
 fn shot(reason: Reason) -> i32 {
     count_drop(reason);
-    TC_ACT_SHOT as i32
-}
-
-fn pass() -> Result<i32, Reason> {
-    count(|c| c.passed += 1);
-    Ok(TC_ACT_OK as i32)
+    TC_ACT_SHOT
 }
 
 #[inline(always)]
-fn link_len(iface_link: u8) -> usize {
-    if iface_link == link::ETHERNET { ETH_LEN } else { 0 }
+fn pass() -> i32 {
+    count(|c| c.passed += 1);
+    TC_ACT_OK
 }
 
+#[inline(always)]
+fn link_len(iface_link: u32) -> usize {
+    if iface_link == link::ETHERNET {
+        ETH_LEN
+    } else {
+        0
+    }
+}
+
+#[inline(always)]
 fn try_nat_fwd(ctx: &TcContext) -> Result<i32, Reason> {
     let Some(settings) = NAT_SETTINGS.get(0).copied().filter(|s| s.enabled != 0) else {
-        return Ok(TC_ACT_OK as i32);
+        return Ok(TC_ACT_OK);
     };
-    let Some(l3) = ipv4_offset(ctx, link_len(settings.tunnel.link))? else { return pass() };
+    let Some(l3) = ipv4_offset(ctx, link_len(settings.tunnel.link))? else {
+        return Ok(pass());
+    };
     pull_headers(ctx, l3)?;
     let ip: Ipv4Hdr = read_at(ctx, l3)?;
 
     // Only VIPs are ours; everything else (e.g. peers talking to the hub) passes.
-    let vip = ServiceKey { addr: ip.daddr, ..ServiceKey::default() };
-    if NAT_SERVICES.get_ptr(&vip).is_none() {
-        return pass();
+    let vip = ServiceKey {
+        addr: ip.daddr,
+        ..ServiceKey::default()
+    };
+    if NAT_SERVICES.get_ptr(vip).is_none() {
+        return Ok(pass());
     }
     let seg = Segment::parse(ctx, l3, ip)?;
-    if NAT_PEERS.get(&Key::new(32, ip.saddr.to_ne_bytes())).is_none() {
+    if NAT_PEERS
+        .get(&Key::new(32, ip.saddr.to_ne_bytes()))
+        .is_none()
+    {
         return Err(Reason::NotPeer);
     }
-    let service_key = ServiceKey { addr: ip.daddr, port: seg.tcp.dest, proto: IPPROTO_TCP, _pad: 0 };
-    let service = NAT_SERVICES.get_ptr(&service_key).ok_or(Reason::NoBackend)?;
+    let service_key = ServiceKey {
+        addr: ip.daddr,
+        port: seg.tcp.dest,
+        proto: IPPROTO_TCP,
+        pad: 0,
+    };
+    let service = NAT_SERVICES.get_ptr(service_key).ok_or(Reason::NoBackend)?;
     // SAFETY: a map value pointer, valid for this program run.
     let service = unsafe { &*service };
     if ip.ttl <= 1 {
@@ -104,8 +132,7 @@ fn try_nat_fwd(ctx: &TcContext) -> Result<i32, Reason> {
         daddr: ip.daddr,
         sport: seg.tcp.source,
         dport: seg.tcp.dest,
-        proto: IPPROTO_TCP,
-        _pad: [0; 3],
+        proto: u32::from(IPPROTO_TCP),
     };
     let flow = conntrack::forward_entry(&key, service, &settings, seg.flags())?;
     // SAFETY: a map value pointer, valid for this program run.
@@ -127,40 +154,45 @@ fn try_nat_fwd(ctx: &TcContext) -> Result<i32, Reason> {
         add_link_header(ctx)?;
     }
     // SAFETY: the helper only reads its arguments; no neighbour parameters are given.
-    Ok(unsafe { bpf_redirect_neigh(settings.egress.ifindex, core::ptr::null_mut(), 0, 0) }
-        as i32)
+    Ok(unsafe { bpf_redirect_neigh(settings.egress.ifindex, core::ptr::null_mut(), 0, 0) } as i32)
 }
 
+#[inline(always)]
 fn try_nat_reply(ctx: &TcContext) -> Result<i32, Reason> {
     let Some(settings) = NAT_SETTINGS.get(0).copied().filter(|s| s.enabled != 0) else {
-        return Ok(TC_ACT_OK as i32);
+        return Ok(TC_ACT_OK);
     };
-    let Some(l3) = ipv4_offset(ctx, link_len(settings.egress.link))? else { return pass() };
+    let Some(l3) = ipv4_offset(ctx, link_len(settings.egress.link))? else {
+        return Ok(pass());
+    };
     pull_headers(ctx, l3)?;
     let ip: Ipv4Hdr = read_at(ctx, l3)?;
     if ip.daddr != settings.egress_addr || ip.protocol != IPPROTO_TCP {
-        return pass();
+        return Ok(pass());
     }
     // The hub's own connections look the same until the flow lookup: only then is it ours.
-    let Ok(seg) = Segment::parse(ctx, l3, ip) else { return pass() };
+    let Ok(seg) = Segment::parse(ctx, l3, ip) else {
+        return Ok(pass());
+    };
     let key = FlowKey {
         saddr: ip.saddr,
         daddr: ip.daddr,
         sport: seg.tcp.source,
         dport: seg.tcp.dest,
-        proto: IPPROTO_TCP,
-        _pad: [0; 3],
+        proto: u32::from(IPPROTO_TCP),
     };
-    let Some(entry) = NAT_FLOWS.get_ptr(&key) else { return pass() };
+    let Some(entry) = NAT_FLOWS.get_ptr(key) else {
+        return Ok(pass());
+    };
     // SAFETY: a map value pointer, valid for this run; copied out at once.
     let entry = unsafe { *entry };
     if entry.direction != direction::REPLY {
-        return pass();
+        return Ok(pass());
     }
     if ip.ttl <= 1 {
         return Err(Reason::Ttl);
     }
-    if let Some(flow) = NAT_FLOWS.get_ptr_mut(&entry.other) {
+    if let Some(flow) = NAT_FLOWS.get_ptr_mut(entry.other) {
         // SAFETY: a map value pointer, valid for this program run.
         conntrack::on_reply(unsafe { &mut *flow }, seg.flags(), seg.payload);
     }
@@ -179,8 +211,10 @@ fn try_nat_reply(ctx: &TcContext) -> Result<i32, Reason> {
         Ok(unsafe { bpf_redirect(settings.tunnel.ifindex, 0) } as i32)
     } else {
         // SAFETY: the helper only reads its arguments; no neighbour parameters are given.
-        Ok(unsafe { bpf_redirect_neigh(settings.tunnel.ifindex, core::ptr::null_mut(), 0, 0) }
-            as i32)
+        Ok(
+            unsafe { bpf_redirect_neigh(settings.tunnel.ifindex, core::ptr::null_mut(), 0, 0) }
+                as i32,
+        )
     }
 }
 
@@ -193,6 +227,9 @@ fn add_link_header(ctx: &TcContext) -> Result<(), Reason> {
     if grown != 0 {
         return Err(Reason::Error);
     }
-    let eth = EthHdr { ether_type: ETH_P_IP.to_be(), ..EthHdr::default() };
+    let eth = EthHdr {
+        ether_type: ETH_P_IP.to_be(),
+        ..EthHdr::default()
+    };
     ctx.store(0, &eth, 0).map_err(|_| Reason::Error)
 }

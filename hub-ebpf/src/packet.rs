@@ -74,8 +74,7 @@ impl Segment {
         if version != IPV4_VERSION_IHL >> 4 || ihl < IPV4_VERSION_IHL & 0xf {
             return Err(Reason::Malformed);
         }
-        if ip.version_ihl != IPV4_VERSION_IHL || u16::from_be(ip.frag_off) & IPV4_FRAG_MASK != 0
-        {
+        if ip.version_ihl != IPV4_VERSION_IHL || u16::from_be(ip.frag_off) & IPV4_FRAG_MASK != 0 {
             return Err(Reason::Unsupported);
         }
         if ip.protocol != IPPROTO_TCP {
@@ -91,9 +90,16 @@ impl Segment {
         if ip_len as usize + l3 > ctx.len() as usize {
             return Err(Reason::Malformed);
         }
-        Ok(Self { l3, l4, ip, tcp, payload: ip_len - IPV4_LEN as u32 - tcp_len })
+        Ok(Self {
+            l3,
+            l4,
+            ip,
+            tcp,
+            payload: ip_len - IPV4_LEN as u32 - tcp_len,
+        })
     }
 
+    #[inline(always)]
     pub fn flags(&self) -> u8 {
         self.tcp.flags
     }

@@ -32,7 +32,8 @@ pub fn translate(ctx: &TcContext, seg: &Segment, to: &FlowKey) -> Result<(), Rea
     csum2(ctx, tcp_check, tcp.source, to.sport)?;
     csum2(ctx, tcp_check, tcp.dest, to.dport)?;
     let ports = [to.sport, to.dport];
-    ctx.store(seg.l4 + offset::TCP_SOURCE, &ports, 0).map_err(|_| Reason::Error)?;
+    ctx.store(seg.l4 + offset::TCP_SOURCE, &ports, 0)
+        .map_err(|_| Reason::Error)?;
 
     // IPv4 header: addresses, TTL (sharing a word with the protocol), checksum.
     let ttl_word = u16::from_ne_bytes([ip.ttl, ip.protocol]);
@@ -41,9 +42,12 @@ pub fn translate(ctx: &TcContext, seg: &Segment, to: &FlowKey) -> Result<(), Rea
     check = update32(check, ip.daddr, to.daddr);
     check = update16(check, ttl_word, new_ttl_word);
     let addrs = [to.saddr, to.daddr];
-    ctx.store(seg.l3 + offset::IP_SADDR, &addrs, 0).map_err(|_| Reason::Error)?;
-    ctx.store(seg.l3 + offset::IP_TTL, &new_ttl_word, 0).map_err(|_| Reason::Error)?;
-    ctx.store(seg.l3 + offset::IP_CHECK, &check, 0).map_err(|_| Reason::Error)?;
+    ctx.store(seg.l3 + offset::IP_SADDR, &addrs, 0)
+        .map_err(|_| Reason::Error)?;
+    ctx.store(seg.l3 + offset::IP_TTL, &new_ttl_word, 0)
+        .map_err(|_| Reason::Error)?;
+    ctx.store(seg.l3 + offset::IP_CHECK, &check, 0)
+        .map_err(|_| Reason::Error)?;
     Ok(())
 }
 
@@ -61,5 +65,6 @@ fn csum2(ctx: &TcContext, at: usize, old: u16, new: u16) -> Result<(), Reason> {
     if old == new {
         return Ok(());
     }
-    ctx.l4_csum_replace(at, u64::from(old), u64::from(new), FIELD_2).map_err(|_| Reason::Error)
+    ctx.l4_csum_replace(at, u64::from(old), u64::from(new), FIELD_2)
+        .map_err(|_| Reason::Error)
 }

@@ -55,6 +55,7 @@ pub fn count_drop(reason: Reason) {
 }
 
 /// Which histogram of a service.
+#[derive(Clone, Copy)]
 pub enum Histogram {
     DbHandshake,
     Request,
@@ -63,7 +64,9 @@ pub enum Histogram {
 /// Records one duration in a service's histogram.
 #[inline(always)]
 pub fn record(service: u32, which: Histogram, ns: u64) {
-    let Some(hist) = NAT_HISTOGRAMS.get_ptr_mut(service) else { return };
+    let Some(hist) = NAT_HISTOGRAMS.get_ptr_mut(service) else {
+        return;
+    };
     // SAFETY: a per-CPU array slot, valid for this run and written only by this CPU.
     let hist = unsafe { &mut *hist };
     let buckets = match which {

@@ -16,7 +16,10 @@ impl PinDir {
     /// A fresh, not yet created, directory name (the NAT creates it).
     pub fn new() -> Self {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = PathBuf::from(format!("/sys/fs/bpf/edgehub-test-{}-{n}", std::process::id()));
+        let path = PathBuf::from(format!(
+            "/sys/fs/bpf/edgehub-test-{}-{n}",
+            std::process::id()
+        ));
         Self { path }
     }
 
@@ -37,10 +40,10 @@ impl Drop for PinDir {
         if let Err(e) = hub_daemon::nat::Nat::remove(&self.path) {
             eprintln!("removing pins in {}: {e:#}", self.path.display());
         }
-        if self.path.exists() {
-            if let Err(e) = std::fs::remove_dir_all(&self.path) {
-                eprintln!("removing {}: {e}", self.path.display());
-            }
+        if self.path.exists()
+            && let Err(e) = std::fs::remove_dir_all(&self.path)
+        {
+            eprintln!("removing {}: {e}", self.path.display());
         }
     }
 }

@@ -2,13 +2,16 @@
 //! wireguard-go as peers, a `hub` namespace where `edgehub run` brings up wg0 and the NAT,
 //! and a `db` namespace running PostgreSQL 15 behind the hub's egress veth.
 //!
-//! Addresses follow the original plan: hub 10.50.0.1/24 (also the VIP, port 5432), edge i
+//! Addresses follow the original plan: hub 10.50.0.1/24 (its API on port 9090), edge i
 //! 10.50.i.1/32; underlay 192.168.7i.0/24 per edge; database 10.99.0.2 behind 10.99.0.1.
+//! The VIP is 10.50.0.5:5432 rather than the hub's own address, because the NAT drops
+//! every other port to a VIP address, and the API must stay reachable.
 //! The daemon runs with its own config, runtime dir, pin dir and /run/wireguard, and every
 //! process (the daemon, the wireguard-go it starts, the edges'), namespace and pin goes
 //! with the lab, even when a test fails.
 
 use std::{
+    fmt::Write as _,
     io::{BufRead as _, BufReader, Read as _, Write as _},
     net::{Ipv4Addr, TcpStream},
     os::unix::net::UnixDatagram,
@@ -25,12 +28,16 @@ use nix::{
     unistd::Pid,
 };
 
-use crate::{ChildGuard, Netns, bpffs::PinDir, netns::run, netns_postgres::NetnsPostgres, veth_pair};
+use crate::{
+    ChildGuard, Netns, bpffs::PinDir, netns::run, netns_postgres::NetnsPostgres, veth_pair,
+};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
-/// The hub's tunnel address, the VIP and the API's address.
+/// The hub's tunnel address, where its API listens.
 pub const HUB: Ipv4Addr = Ipv4Addr::new(10, 50, 0, 1);
+/// The VIP (port 5432) that leads to the database.
+pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 50, 0, 5);
 pub const DB: &str = "10.99.0.2";
 pub const API_PORT: u16 = 9090;
 const PSQL: &str = "/usr/lib/postgresql/15/bin/psql";
@@ -68,12 +75,26 @@ impl Edge {
         let out = self
             .ns
             .command(PSQL)
-            .args(["-At", "-h", &HUB.to_string(), "-U", "postgres", "-d", "postgres", "-c", sql])
+            .args([
+                "-At",
+                "-h",
+                &VIP.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-c",
+                sql,
+            ])
             .env("PGCONNECT_TIMEOUT", "3")
             .output()
             .context("starting psql")?;
         if !out.status.success() {
-            bail!("psql from edge{}: {}", self.index, String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "psql from edge{}: {}",
+                self.index,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         Ok(String::from_utf8(out.stdout)?.trim().to_owned())
     }
@@ -112,15 +133,29 @@ pub struct Session {
 impl Session {
     fn open(edge: &Edge) -> anyhow::Result<Self> {
         let mut cmd = edge.ns.command(PSQL);
-        cmd.args(["-At", "-h", &HUB.to_string(), "-U", "postgres", "-d", "postgres"])
-            .env("PGCONNECT_TIMEOUT", "3")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped());
+        cmd.args([
+            "-At",
+            "-h",
+            &VIP.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+        ])
+        .env("PGCONNECT_TIMEOUT", "3")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
         let mut child = ChildGuard::spawn(&mut cmd)?;
         let stdin = child.child_mut().stdin.take().context("psql stdin")?;
         let stdout = BufReader::new(child.child_mut().stdout.take().context("psql stdout")?);
-        let mut session = Self { stdin, stdout, child };
-        session.ask("select 1").context("first query of the session")?;
+        let mut session = Self {
+            stdin,
+            stdout,
+            child,
+        };
+        session
+            .ask("select 1")
+            .context("first query of the session")?;
         Ok(session)
     }
 
@@ -130,7 +165,10 @@ impl Session {
         self.stdin.flush()?;
         let mut line = String::new();
         // psql answers or, when the connection broke, exits (EOF).
-        let n = self.stdout.read_line(&mut line).context("reading from psql")?;
+        let n = self
+            .stdout
+            .read_line(&mut line)
+            .context("reading from psql")?;
         if n == 0 || !self.child.is_running() {
             bail!("the session ended (psql exited) instead of answering {sql:?}");
         }
@@ -157,6 +195,10 @@ impl Daemon {
     pub fn kill9(&mut self) {
         self.child.kill();
     }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.is_running()
+    }
 }
 
 /// The whole lab.
@@ -166,7 +208,7 @@ pub struct HubLab {
     hub_run_dir: TempDir,
     pub dir: TempDir,
     pub pins: PinDir,
-    _postgres: Option<NetnsPostgres>,
+    _postgres: NetnsPostgres,
     pub edges: Vec<Edge>,
     pub hub: Netns,
     pub db: Netns,
@@ -183,6 +225,7 @@ impl HubLab {
         let hub_key = genkey()?;
         let hub_public_key = pubkey(&hub_key)?;
         let dir = TempDir::new("hub")?;
+        let postgres = NetnsPostgres::start(&db, DB, 5432)?;
         std::fs::write(dir.0.join("hub.key"), &hub_key)?;
 
         let mut lab = Self {
@@ -190,7 +233,7 @@ impl HubLab {
             hub_run_dir: TempDir::new("hub-wg")?,
             dir,
             pins: PinDir::new(),
-            _postgres: None,
+            _postgres: postgres,
             edges: Vec::new(),
             hub,
             db,
@@ -200,7 +243,6 @@ impl HubLab {
             let edge = lab.make_edge(index)?;
             lab.edges.push(edge);
         }
-        lab._postgres = Some(NetnsPostgres::start(&lab.db, DB, 5432)?);
         Ok(lab)
     }
 
@@ -221,7 +263,9 @@ impl HubLab {
             run_dir.0.display()
         );
         let wireguard = ChildGuard::spawn(
-            ns.command("sh").args(["-c", &script]).env("WG_PROCESS_FOREGROUND", "1"),
+            ns.command("sh")
+                .args(["-c", &script])
+                .env("WG_PROCESS_FOREGROUND", "1"),
         )?;
         wait_for(&run_dir.0.join("wg0.sock"), Duration::from_secs(10))?;
 
@@ -241,7 +285,13 @@ impl HubLab {
         ns.ip(&["addr", "add", &format!("10.50.{index}.1/32"), "dev", "wg0"])?;
         ns.ip(&["link", "set", "wg0", "up"])?;
         ns.ip(&["route", "add", "10.50.0.0/24", "dev", "wg0"])?;
-        Ok(Edge { index, public_key, _wireguard: wireguard, _run_dir: run_dir, ns })
+        Ok(Edge {
+            index,
+            public_key,
+            _wireguard: wireguard,
+            _run_dir: run_dir,
+            ns,
+        })
     }
 
     /// The hub's configuration with `peers` (edges' `peer_toml`), plus `extra` at the end.
@@ -252,12 +302,13 @@ impl HubLab {
             self.dir.0.join("hub.key").display()
         );
         for p in peers {
-            text += &p.peer_toml();
+            text.push_str(&p.peer_toml());
         }
-        text += &format!(
+        let _ = write!(
+            text,
             "\n[nat]\negress_interface = \"eh-hd\"\negress_address = \"auto\"\nmax_flows = 4096\n\
              [nat.timeouts]\nsyn = 10\nestablished = 600\nclosing = 5\n\
-             [[nat.service]]\nvip = \"10.50.0.1:5432\"\nbackends = [\"{DB}:5432\"]\n\n\
+             [[nat.service]]\nvip = \"{VIP}:5432\"\nbackends = [\"{DB}:5432\"]\n\n\
              [api]\nlisten = \"10.50.0.1:{API_PORT}\"\n[bpf]\npin_dir = \"{}\"\n\
              [daemon]\ngc_interval = 1\n{extra}",
             self.pins.path().display()
@@ -287,7 +338,16 @@ impl HubLab {
         );
         let mut cmd = Command::new("nsenter");
         cmd.arg(format!("--net=/run/netns/{}", self.hub.name()))
-            .args(["--", "unshare", "-m", "--propagation", "private", "sh", "-c", &script])
+            .args([
+                "--",
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                &script,
+            ])
             .arg(edgehub_binary())
             .arg("--config")
             .arg(self.config_path())
@@ -300,17 +360,24 @@ impl HubLab {
 
     /// Starts `edgehub run` and waits for its READY=1.
     pub fn start_daemon(&mut self) -> anyhow::Result<()> {
-        let socket_path = self.dir.0.join(format!("notify-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
+        let socket_path = self
+            .dir
+            .0
+            .join(format!("notify-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
         let socket = UnixDatagram::bind(&socket_path)?;
         let mut cmd = self.edgehub(&["run"]);
-        cmd.env("NOTIFY_SOCKET", &socket_path);
+        // Every run appends to one log, which tests read to wait for what the daemon did.
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path())?;
+        cmd.env("NOTIFY_SOCKET", &socket_path).env("NO_COLOR", "1").stderr(log);
         let mut child = ChildGuard::spawn(&mut cmd)?;
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut buf = [0u8; 512];
         loop {
             socket.set_read_timeout(Some(Duration::from_millis(200)))?;
             if let Ok(n) = socket.recv(&mut buf)
-                && String::from_utf8_lossy(&buf[..n]).lines().any(|l| l == "READY=1")
+                && String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .any(|l| l == "READY=1")
             {
                 break;
             }
@@ -323,6 +390,28 @@ impl HubLab {
         }
         let _ = std::fs::remove_file(&socket_path);
         self.daemon = Some(Daemon { child });
+        Ok(())
+    }
+
+    /// The daemon's log (all runs).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.0.join("daemon.log")
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Polls the daemon's log until `pattern` occurs `count` times, or fails after `limit`.
+    pub fn wait_log(&self, pattern: &str, count: usize, limit: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + limit;
+        while self.log().matches(pattern).count() < count {
+            if Instant::now() > deadline {
+                bail!("the daemon did not log {pattern:?} {count} time(s) within {limit:?}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         Ok(())
     }
 
@@ -350,12 +439,18 @@ impl HubLab {
         Uapi::at(self.hub_run_dir.0.join("wg0.sock"))
     }
 
-    /// Ends the hub's wireguard-go (by the PID its socket reports) and waits for it to go.
+    /// The PID of the hub's wireguard-go (the holder of the hub's wg0 TUN device).
+    pub fn hub_wireguard_pid(&self) -> anyhow::Result<Option<i32>> {
+        let _inside = self.hub.enter()?;
+        Ok(hub_daemon::process::tun_owner("wg0")?)
+    }
+
+    /// Ends the hub's wireguard-go and waits for it to go.
     pub fn kill_hub_wireguard(&self) -> anyhow::Result<()> {
-        let pid = self.hub_uapi().server_pid()?;
+        let pid = self.hub_wireguard_pid()?.context("no wireguard-go holds the hub's wg0")?;
         kill(Pid::from_raw(pid), Signal::SIGTERM)?;
         let deadline = Instant::now() + Duration::from_secs(10);
-        while kill(Pid::from_raw(pid), None).is_ok() {
+        while hub_daemon::process::is_alive(pid) {
             if Instant::now() > deadline {
                 bail!("wireguard-go {pid} did not exit");
             }
@@ -371,7 +466,10 @@ impl HubLab {
     }
 
     pub fn edge(&self, index: u8) -> &Edge {
-        self.edges.iter().find(|e| e.index == index).expect("edge exists")
+        self.edges
+            .iter()
+            .find(|e| e.index == index)
+            .expect("edge exists")
     }
 }
 
@@ -379,7 +477,7 @@ impl Drop for HubLab {
     fn drop(&mut self) {
         self.daemon = None;
         // The daemon started wireguard-go detached; end exactly that process.
-        if let Ok(pid) = self.hub_uapi().server_pid() {
+        if let Ok(Some(pid)) = self.hub_wireguard_pid() {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
     }
@@ -392,8 +490,14 @@ fn http_get(host: Ipv4Addr, path: &str) -> anyhow::Result<(u16, String)> {
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
     let mut answer = String::new();
     stream.read_to_string(&mut answer)?;
-    let (head, body) = answer.split_once("\r\n\r\n").context("no HTTP header end")?;
-    let status = head.split_whitespace().nth(1).context("no status")?.parse()?;
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .context("no HTTP header end")?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .context("no status")?
+        .parse()?;
     Ok((status, body.to_owned()))
 }
 
@@ -404,10 +508,22 @@ pub fn edgehub_binary() -> PathBuf {
     BIN.get_or_init(|| {
         let exe = std::env::current_exe().expect("test exe");
         // <target>/<profile>/deps/<test> -> <target>
-        let target = exe.ancestors().nth(3).expect("target dir").join("edgehub-bin");
+        let target = exe
+            .ancestors()
+            .nth(3)
+            .expect("target dir")
+            .join("edgehub-bin");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "hub-daemon", "--bin", "edgehub", "--manifest-path"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "hub-daemon",
+                "--bin",
+                "edgehub",
+                "--manifest-path",
+            ])
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
             .env("CARGO_TARGET_DIR", &target)
             .status()
@@ -444,7 +560,7 @@ impl Drop for TempDir {
 }
 
 fn genkey() -> anyhow::Result<String> {
-    let out = run(&mut Command::new("wg").arg("genkey"))?;
+    let out = run(Command::new("wg").arg("genkey"))?;
     Ok(String::from_utf8(out.stdout)?.trim().to_owned())
 }
 
@@ -455,7 +571,11 @@ fn pubkey(private: &str) -> anyhow::Result<String> {
         .stdout(Stdio::piped())
         .spawn()
         .context("starting wg pubkey")?;
-    child.stdin.take().context("stdin")?.write_all(private.as_bytes())?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(private.as_bytes())?;
     let out = child.wait_with_output()?;
     if !out.status.success() {
         bail!("wg pubkey failed");

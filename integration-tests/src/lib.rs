@@ -12,6 +12,7 @@ pub mod netns;
 pub mod netns_postgres;
 pub mod postgres;
 pub mod process;
+pub mod tcp_echo;
 
 pub use netns::{Netns, NetnsEnter, veth_pair};
 pub use process::ChildGuard;

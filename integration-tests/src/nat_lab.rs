@@ -45,8 +45,8 @@ pub enum Tunnel {
 pub struct NatLab {
     pub tunnel: Tunnel,
     // Processes first: they end before their namespaces are deleted.
-    _wireguard: Vec<ChildGuard>,
-    _wg_dirs: Vec<RunDir>,
+    wireguard_go: Vec<ChildGuard>,
+    wg_dirs: Vec<RunDir>,
     pub edge: Netns,
     pub hub: Netns,
     pub db: Netns,
@@ -58,11 +58,18 @@ impl NatLab {
         let edge = Netns::new("edge")?;
         let hub = Netns::new("hub")?;
         let db = Netns::new("db")?;
-        veth_pair(&hub, HUB_EGRESS_IF, "10.90.2.1/24", &db, "eh-db", "10.90.2.2/24")?;
+        veth_pair(
+            &hub,
+            HUB_EGRESS_IF,
+            "10.90.2.1/24",
+            &db,
+            "eh-db",
+            "10.90.2.2/24",
+        )?;
         let mut lab = Self {
             tunnel,
-            _wireguard: Vec::new(),
-            _wg_dirs: Vec::new(),
+            wireguard_go: Vec::new(),
+            wg_dirs: Vec::new(),
             edge,
             hub,
             db,
@@ -70,8 +77,16 @@ impl NatLab {
         };
         match tunnel {
             Tunnel::Veth => {
-                veth_pair(&lab.edge, "eh-et", "10.90.1.2/24", &lab.hub, HUB_TUNNEL_VETH, "10.90.1.1/24")?;
-                lab.edge.ip(&["route", "add", "10.99.0.0/24", "via", "10.90.1.1"])?;
+                veth_pair(
+                    &lab.edge,
+                    "eh-et",
+                    "10.90.1.2/24",
+                    &lab.hub,
+                    HUB_TUNNEL_VETH,
+                    "10.90.1.1/24",
+                )?;
+                lab.edge
+                    .ip(&["route", "add", "10.99.0.0/24", "via", "10.90.1.1"])?;
             }
             Tunnel::WireGuard => lab.wireguard()?,
         }
@@ -105,7 +120,7 @@ impl NatLab {
             vip: SocketAddrV4::new(VIP, port),
             backends: vec![SocketAddrV4::new(DB_ADDR, port)],
         }];
-        config.pin_dir = self.pins.path().to_owned();
+        self.pins.path().clone_into(&mut config.pin_dir);
         config
     }
 
@@ -122,7 +137,14 @@ impl NatLab {
     }
 
     fn wireguard(&mut self) -> anyhow::Result<()> {
-        veth_pair(&self.edge, "eh-eu", "192.168.50.2/24", &self.hub, "eh-hu", "192.168.50.1/24")?;
+        veth_pair(
+            &self.edge,
+            "eh-eu",
+            "192.168.50.2/24",
+            &self.hub,
+            "eh-hu",
+            "192.168.50.1/24",
+        )?;
         let edge_key = genkey()?;
         let hub_key = genkey()?;
         let edge_pub = pubkey(&edge_key)?;
@@ -130,18 +152,27 @@ impl NatLab {
 
         for (ns, tag) in [(&self.edge, "edge"), (&self.hub, "hub")] {
             let dir = RunDir::new(tag)?;
-            let script = format!("mount --bind {} /run/wireguard && exec wireguard-go -f {WG_IF}", dir.0.display());
+            let script = format!(
+                "mount --bind {} /run/wireguard && exec wireguard-go -f {WG_IF}",
+                dir.0.display()
+            );
             let child = ChildGuard::spawn(
-                ns.command("sh").args(["-c", &script]).env("WG_PROCESS_FOREGROUND", "1"),
+                ns.command("sh")
+                    .args(["-c", &script])
+                    .env("WG_PROCESS_FOREGROUND", "1"),
             )?;
-            self._wireguard.push(child);
-            wait_for(&dir.0.join(format!("{WG_IF}.sock")), Duration::from_secs(10))?;
-            self._wg_dirs.push(dir);
+            self.wireguard_go.push(child);
+            wait_for(
+                &dir.0.join(format!("{WG_IF}.sock")),
+                Duration::from_secs(10),
+            )?;
+            self.wg_dirs.push(dir);
         }
-        let hub_dir = self._wg_dirs[1].0.clone();
-        let edge_dir = self._wg_dirs[0].0.clone();
+        let hub_dir = self.wg_dirs[1].0.clone();
+        let edge_dir = self.wg_dirs[0].0.clone();
         let key_file = |key: &str, tag: &str| -> anyhow::Result<PathBuf> {
-            let path = std::env::temp_dir().join(format!("edgehub-wg-{}-{tag}.key", std::process::id()));
+            let path =
+                std::env::temp_dir().join(format!("edgehub-wg-{}-{tag}.key", std::process::id()));
             std::fs::write(&path, key)?;
             Ok(path)
         };
@@ -152,23 +183,34 @@ impl NatLab {
             run(ns.command("sh").args(["-c", &script])).map(drop)
         };
         let result = (|| {
-            wg(&self.hub, &hub_dir, &format!(
-                "set {WG_IF} listen-port 51820 private-key {} peer {edge_pub} allowed-ips 10.80.0.2/32",
-                hub_file.display()
-            ))?;
-            wg(&self.edge, &edge_dir, &format!(
-                "set {WG_IF} private-key {} peer {hub_pub} endpoint 192.168.50.1:51820 allowed-ips 10.80.0.1/32,10.99.0.0/24",
-                edge_file.display()
-            ))
+            wg(
+                &self.hub,
+                &hub_dir,
+                &format!(
+                    "set {WG_IF} listen-port 51820 private-key {} peer {edge_pub} allowed-ips 10.80.0.2/32",
+                    hub_file.display()
+                ),
+            )?;
+            wg(
+                &self.edge,
+                &edge_dir,
+                &format!(
+                    "set {WG_IF} private-key {} peer {hub_pub} endpoint 192.168.50.1:51820 allowed-ips 10.80.0.1/32,10.99.0.0/24",
+                    edge_file.display()
+                ),
+            )
         })();
         let _ = std::fs::remove_file(&hub_file);
         let _ = std::fs::remove_file(&edge_file);
         result?;
-        self.hub.ip(&["addr", "add", "10.80.0.1/24", "dev", WG_IF])?;
+        self.hub
+            .ip(&["addr", "add", "10.80.0.1/24", "dev", WG_IF])?;
         self.hub.ip(&["link", "set", WG_IF, "up"])?;
-        self.edge.ip(&["addr", "add", "10.80.0.2/24", "dev", WG_IF])?;
+        self.edge
+            .ip(&["addr", "add", "10.80.0.2/24", "dev", WG_IF])?;
         self.edge.ip(&["link", "set", WG_IF, "up"])?;
-        self.edge.ip(&["route", "add", "10.99.0.0/24", "dev", WG_IF])?;
+        self.edge
+            .ip(&["route", "add", "10.99.0.0/24", "dev", WG_IF])?;
         Ok(())
     }
 }
@@ -195,7 +237,7 @@ impl Drop for RunDir {
 }
 
 fn genkey() -> anyhow::Result<String> {
-    let out = run(&mut Command::new("wg").arg("genkey"))?;
+    let out = run(Command::new("wg").arg("genkey"))?;
     Ok(String::from_utf8(out.stdout)?.trim().to_owned())
 }
 
@@ -207,7 +249,11 @@ fn pubkey(private: &str) -> anyhow::Result<String> {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .context("starting wg pubkey")?;
-    child.stdin.take().context("stdin")?.write_all(private.as_bytes())?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(private.as_bytes())?;
     let out = child.wait_with_output()?;
     if !out.status.success() {
         bail!("wg pubkey failed");
@@ -225,4 +271,17 @@ pub fn wait_for(path: &std::path::Path, timeout: Duration) -> anyhow::Result<()>
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
+}
+
+/// Names of the programs attached at tcx ingress of `iface` in `ns`. (Debian 12's bpftool
+/// predates tcx and lists none.)
+pub fn tcx_programs(ns: &Netns, iface: &str) -> anyhow::Result<Vec<String>> {
+    let _inside = ns.enter()?;
+    Ok(hub_daemon::nat::attached_programs(iface)?)
+}
+
+/// `bpftool map dump` of a pinned map, as JSON text (fields named from BTF).
+pub fn bpftool_dump(pin: &std::path::Path) -> anyhow::Result<String> {
+    let out = run(Command::new("bpftool").args(["-j", "map", "dump", "pinned"]).arg(pin))?;
+    Ok(String::from_utf8(out.stdout)?)
 }

@@ -34,10 +34,16 @@ impl NetnsPostgres {
         let dir_guard = DirGuard(dir.clone());
         run(Command::new("chown").args(["postgres:postgres"]).arg(&dir))?;
         let data = dir.join("data");
-        as_postgres(Command::new(format!("{BIN}/initdb")).args(["-A", "trust", "-U", "postgres", "-D"]).arg(&data))
-            .context("initdb")?;
+        as_postgres(
+            Command::new(format!("{BIN}/initdb"))
+                .args(["-A", "trust", "-U", "postgres", "-D"])
+                .arg(&data),
+        )
+        .context("initdb")?;
         // Peers reach the server through the NAT, from the hub's egress address.
-        let mut hba = std::fs::OpenOptions::new().append(true).open(data.join("pg_hba.conf"))?;
+        let mut hba = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("pg_hba.conf"))?;
         std::io::Write::write_all(&mut hba, b"host all all 0.0.0.0/0 trust\n")?;
 
         let port_s = port.to_string();
@@ -64,7 +70,10 @@ impl NetnsPostgres {
                 "log_min_messages=warning",
             ],
         )?;
-        let pg = Self { _server: server, _dir: dir_guard };
+        let pg = Self {
+            _server: server,
+            _dir: dir_guard,
+        };
 
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -76,7 +85,10 @@ impl NetnsPostgres {
                 return Ok(pg);
             }
             if Instant::now() > deadline {
-                bail!("postgres in {} did not become ready on {addr}:{port}", ns.name());
+                bail!(
+                    "postgres in {} did not become ready on {addr}:{port}",
+                    ns.name()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -91,6 +91,9 @@ async fn original_script_prints_numbers_and_password_never_logged() {
             .env("DB_PASSWORD", pg.password())
             .env("DB_NAME", "contacts")
             .env("RUST_LOG", "trace")
+            // Empty variables count as unset, as in the original.
+            .env("DB_SSLMODE", "")
+            .env("EDGE_HUB_API", "")
             .stdout(log.try_clone().expect("log"))
             .stderr(log),
     )

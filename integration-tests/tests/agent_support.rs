@@ -1,6 +1,6 @@
 //! Shared helpers of the `agent_*` tests (included with `#[path]`; no tests of its own).
 
-#![allow(dead_code)]
+#![allow(dead_code, reason = "each agent_* test uses a different part")]
 
 use std::future::IntoFuture as _;
 use std::time::Duration;
@@ -74,11 +74,16 @@ pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
     (status, body)
 }
 
-/// The real `edge-agent` binary, built on first use with `cargo build -p agent` into its own
-/// target directory beside this test's (so the running `cargo test` lock is not in the way).
+/// The real `edge-agent` binary: `$EDGE_AGENT_BIN` when set (`cargo xtask test` points it at
+/// the binary its `cargo test --workspace` has just built), else built on first use with
+/// `cargo build -p agent` into its own target directory beside this test's (so the running
+/// `cargo test` lock is not in the way).
 pub fn edge_agent_binary() -> std::path::PathBuf {
     static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("EDGE_AGENT_BIN") {
+            return bin.into();
+        }
         let exe = std::env::current_exe().expect("test exe");
         // <target>/<profile>/deps/<test> -> <target>
         let target = exe

@@ -117,17 +117,16 @@ async fn hub_timing_splits_each_query_into_network_and_server() {
             assert!((total - hub_ms - net).abs() < 1e-6 || net == 0.0, "{l}");
             // The proxy (our "hub") sits after the delay: the edge<->hub leg holds the RTT.
             assert!(net >= rtt * 0.95, "{op} network leg {net} < RTT {rtt}: {l}");
-            assert!(
-                hub_ms < rtt / 2.0,
-                "{op} hub-seen time {hub_ms} too large: {l}"
-            );
+            assert!(hub_ms >= 0.0 && hub_ms < total, "{l}");
         }
         let net = h[format!("{op}_network_p50_ms")].as_f64().expect("net p50");
         let srv = h[format!("{op}_server_p50_ms")]
             .as_f64()
             .expect("server p50");
         eprintln!("{op}: network p50 {net} ms, server p50 {srv} ms");
-        assert!(srv < rtt / 2.0);
+        // The database sits right behind the proxy: its time is far below the added RTT.
+        assert!(srv < rtt / 2.0, "{op} server p50 {srv}");
+        assert!(net >= rtt * 0.95, "{op} network p50 {net}");
     }
     assert!(h["db_handshake_ms"].is_number());
 }

@@ -61,7 +61,12 @@ async fn verify_full_with_server_name_override_and_require() {
     let (_, h) = get_json(&format!("{}/api/rds/health", no_override.base)).await;
     assert_eq!(h["status"], "error", "{h}");
     eprintln!("without override: {h}");
-    assert!(h["message"].as_str().is_some_and(|m| m.contains("certificate")), "{h}");
+    assert!(
+        h["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("certificate")),
+        "{h}"
+    );
     let (status, _) = get_json(&format!("{}/api/rds/benchmark", no_override.base)).await;
     assert_eq!(status, 503);
 
@@ -80,7 +85,12 @@ async fn verify_full_with_server_name_override_and_require() {
     .await;
     let (_, h) = get_json(&format!("{}/api/rds/health", wrong.base)).await;
     assert_eq!(h["status"], "error", "{h}");
-    assert!(h["message"].as_str().is_some_and(|m| m.contains("certificate")), "{h}");
+    assert!(
+        h["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("certificate")),
+        "{h}"
+    );
 
     // require: encrypted, not verified.
     let require = start_agent(&tls_flags(&pg, &["--sslmode", "require"])).await;

@@ -17,8 +17,14 @@ fn two_edges_reach_the_database_and_see_only_their_own_flows() {
 
     // Both edges query the database through the VIP, each over its own tunnel.
     let limit = Duration::from_secs(20);
-    assert_eq!(lab.edge(1).query_within("select 40 + 2", limit).unwrap(), "42");
-    assert_eq!(lab.edge(2).query_within("select 'two'", limit).unwrap(), "two");
+    assert_eq!(
+        lab.edge(1).query_within("select 40 + 2", limit).unwrap(),
+        "42"
+    );
+    assert_eq!(
+        lab.edge(2).query_within("select 'two'", limit).unwrap(),
+        "two"
+    );
 
     // Open sessions from both edges, so both have flows.
     let mut one = lab.edge(1).session().unwrap();
@@ -36,8 +42,12 @@ fn two_edges_reach_the_database_and_see_only_their_own_flows() {
         let own = format!("{}:", edge.addr());
         for flow in flows {
             let peer = flow["peer"].as_str().unwrap();
-            assert!(peer.starts_with(&own), "edge{} was shown {peer}: {body}", edge.index);
-            assert_eq!(flow["vip"], "10.50.0.1:5432");
+            assert!(
+                peer.starts_with(&own),
+                "edge{} was shown {peer}: {body}",
+                edge.index
+            );
+            assert_eq!(flow["vip"], "10.50.0.5:5432");
             assert_eq!(flow["backend"], "10.99.0.2:5432");
             assert!(flow["db_handshake_ns"].as_u64().unwrap() > 0, "{flow}");
         }
@@ -61,11 +71,20 @@ fn two_edges_reach_the_database_and_see_only_their_own_flows() {
     // status and flows read the pins and the tunnel.
     let status = lab.status().unwrap();
     assert_eq!(status["peers"].as_array().unwrap().len(), 2);
-    assert!(status["peers"].as_array().unwrap().iter().all(|p| p["configured"] == true));
+    assert!(
+        status["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["configured"] == true)
+    );
     assert!(status["flows"].as_u64().unwrap() >= 2, "{status}");
     let (code, flows, err) = lab.cli(&["flows"]).unwrap();
     assert_eq!(code, 0, "{err}");
-    assert!(flows.contains("10.50.1.1:") && flows.contains("10.50.2.1:"), "{flows}");
+    assert!(
+        flows.contains("10.50.1.1:") && flows.contains("10.50.2.1:"),
+        "{flows}"
+    );
 
     // The sessions are still fine.
     assert_eq!(one.ask("select 3").unwrap(), "3");

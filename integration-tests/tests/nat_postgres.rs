@@ -16,7 +16,16 @@ const PORT: u16 = 5432;
 fn psql(lab: &NatLab, sql: &str) -> Output {
     lab.edge
         .command("psql")
-        .args(["-h", &VIP.to_string(), "-p", &PORT.to_string(), "-U", "postgres", "-d", "postgres"])
+        .args([
+            "-h",
+            &VIP.to_string(),
+            "-p",
+            &PORT.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+        ])
         .args(["-tA", "-c", sql])
         .env("PGCONNECT_TIMEOUT", "5")
         .output()
@@ -32,9 +41,17 @@ fn query_through_vip(tunnel: Tunnel) {
 
     // A real query through the VIP, answered by a server that cannot route to the peer.
     let out = psql(&lab, "select inet_client_addr()::text || ' ' || 6 * 7");
-    assert!(out.status.success(), "psql failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "psql failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let answer = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(answer.trim(), format!("{HUB_EGRESS}/32 42"), "the database saw the SNAT address");
+    assert_eq!(
+        answer.trim(),
+        format!("{HUB_EGRESS}/32 42"),
+        "the database saw the SNAT address"
+    );
 
     // Conntrack: the flow is there, translated as expected, closed by psql's exit.
     let flows = read_flows(lab.pins.path()).unwrap();
@@ -45,16 +62,26 @@ fn query_through_vip(tunnel: Tunnel) {
     assert_eq!(flow.translated.dst.to_string(), format!("{DB_ADDR}:{PORT}"));
     assert_eq!(*flow.translated.src.ip(), HUB_EGRESS);
     assert!(config.port_range.contains(&flow.translated.src.port()));
-    assert!(flow.state == "closing" || flow.state == "closed", "state {}", flow.state);
+    assert!(
+        flow.state == "closing" || flow.state == "closed",
+        "state {}",
+        flow.state
+    );
     let handshake = flow.db_handshake_ns.expect("handshake timed");
     assert!(handshake > 0 && handshake < Duration::from_secs(1).as_nanos() as u64);
-    assert!(flow.requests >= 2, "startup, auth and the query are requests: {flow:?}");
+    assert!(
+        flow.requests >= 2,
+        "startup, auth and the query are requests: {flow:?}"
+    );
     assert!(flow.request_ns_last.is_some());
 
     // Counters: no drops, both directions translated.
     let counters = read_counters(lab.pins.path()).unwrap();
     assert_eq!(counters.new_flows, 1, "{counters:#?}");
-    assert!(counters.forwarded >= 5 && counters.replied >= 5, "{counters:#?}");
+    assert!(
+        counters.forwarded >= 5 && counters.replied >= 5,
+        "{counters:#?}"
+    );
     let drops = counters.drop_not_peer
         + counters.drop_malformed
         + counters.drop_unsupported

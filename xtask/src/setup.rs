@@ -25,6 +25,7 @@ const PACKAGES: &[&str] = &[
     "iperf3",
     "jq",         // the original benchmark script
     "curl",       // the original benchmark script
+    "openssl",    // certificates for the agent's TLS tests
     "systemd",    // systemd-analyze verify for the units
     "util-linux", // setpriv, to run PostgreSQL as its own user
 ];

@@ -76,6 +76,8 @@ fn cargo_test(workspace: &Path, cargo_args: &[String]) -> anyhow::Result<Totals>
             "never",
         ])
         .args(cargo_args)
+        // The workspace's own debug build of the agent, for tests that run the real binary.
+        .env("EDGE_AGENT_BIN", workspace.join("target/debug/edge-agent"))
         .stdout(Stdio::piped());
     eprintln!("+ {}", util::describe(&cmd));
     let mut child = cmd.spawn().context("starting cargo test")?;

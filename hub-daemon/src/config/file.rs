@@ -107,19 +107,28 @@ pub struct DaemonFile {
 
 impl Default for TimeoutsFile {
     fn default() -> Self {
-        Self { syn: default_syn(), established: default_established(), closing: default_closing() }
+        Self {
+            syn: default_syn(),
+            established: default_established(),
+            closing: default_closing(),
+        }
     }
 }
 
 impl Default for BpfFile {
     fn default() -> Self {
-        Self { pin_dir: default_pin_dir() }
+        Self {
+            pin_dir: default_pin_dir(),
+        }
     }
 }
 
 impl Default for DaemonFile {
     fn default() -> Self {
-        Self { on_stop: default_on_stop(), gc_interval: default_gc_interval() }
+        Self {
+            on_stop: default_on_stop(),
+            gc_interval: default_gc_interval(),
+        }
     }
 }
 

@@ -150,32 +150,50 @@ pub enum ConfigError {
         source: toml::de::Error,
     },
     #[error("{path}: {}", list(.errors))]
-    Invalid { path: PathBuf, errors: Vec<FieldError> },
+    Invalid {
+        path: PathBuf,
+        errors: Vec<FieldError>,
+    },
 }
 
 fn list(errors: &[FieldError]) -> String {
-    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl Config {
     /// Reads and validates `path` (and the private key file it names).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::parse(&text, path)
     }
 
     /// Validates the text of a configuration file; `path` only names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let file: FileConfig = toml::from_str(text)
-            .map_err(|source| ConfigError::Parse { path: path.to_owned(), source })?;
-        validate::validate(&file, &|key_path| std::fs::read_to_string(key_path))
-            .map_err(|errors| ConfigError::Invalid { path: path.to_owned(), errors })
+        let file: FileConfig = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+        validate::validate(&file, &|key_path| std::fs::read_to_string(key_path)).map_err(|errors| {
+            ConfigError::Invalid {
+                path: path.to_owned(),
+                errors,
+            }
+        })
     }
 
     /// Every peer's allowed IPs: the sources the NAT accepts from the tunnel.
     pub fn peer_ranges(&self) -> Vec<Ipv4Net> {
-        self.peers.iter().flat_map(|p| p.allowed_ips.iter().copied()).collect()
+        self.peers
+            .iter()
+            .flat_map(|p| p.allowed_ips.iter().copied())
+            .collect()
     }
 
     /// The MSS the NAT clamps SYNs to, if any.
@@ -189,7 +207,9 @@ impl Config {
 
     /// The peer whose allowed IPs contain `addr`.
     pub fn peer_for(&self, addr: Ipv4Addr) -> Option<&Peer> {
-        self.peers.iter().find(|p| p.allowed_ips.iter().any(|net| net.contains(&addr)))
+        self.peers
+            .iter()
+            .find(|p| p.allowed_ips.iter().any(|net| net.contains(&addr)))
     }
 }
 

@@ -7,8 +7,7 @@ use std::{
 };
 
 use super::{
-    Backend, Config, EgressAddress, FieldError, FileConfig, MssClamp, OnStop,
-    validate::validate,
+    Backend, Config, EgressAddress, FieldError, FileConfig, MssClamp, OnStop, validate::validate,
 };
 
 const HUB_KEY: &str = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=";
@@ -52,7 +51,11 @@ fn check(text: &str) -> Result<Config, Vec<FieldError>> {
 
 /// The fields named in the errors of `text`.
 fn bad_fields(text: &str) -> Vec<String> {
-    check(text).expect_err("is invalid").into_iter().map(|e| e.field).collect()
+    check(text)
+        .expect_err("is invalid")
+        .into_iter()
+        .map(|e| e.field)
+        .collect()
 }
 
 #[test]
@@ -69,22 +72,32 @@ fn original_setup_is_valid_with_defaults() {
     assert_eq!(config.peers[0].public_key.to_base64(), GRU_KEY);
     assert_eq!(config.peers[1].public_key.to_base64(), IAD_KEY);
     assert_eq!(config.nat.egress_address, EgressAddress::Auto);
-    assert_eq!(config.nat.services[0].vip, SocketAddrV4::new(Ipv4Addr::new(10, 50, 0, 1), 5432));
-    assert_eq!(config.nat.timeouts.syn, Duration::from_secs(60));
+    assert_eq!(
+        config.nat.services[0].vip,
+        SocketAddrV4::new(Ipv4Addr::new(10, 50, 0, 1), 5432)
+    );
+    assert_eq!(config.nat.timeouts.syn, Duration::from_mins(1));
     assert_eq!(config.nat.max_flows, 65_536);
     assert_eq!(config.nat.mss_clamp, MssClamp::Auto);
     assert_eq!(config.mss(), Some(1380));
     assert_eq!(config.on_stop, OnStop::Keep);
     assert_eq!(config.pin_dir, Path::new("/sys/fs/bpf/edgehub"));
     assert_eq!(config.peer_ranges().len(), 2);
-    assert_eq!(config.peer_for(Ipv4Addr::new(10, 50, 2, 1)).unwrap().name, "fly-iad-1");
+    assert_eq!(
+        config.peer_for(Ipv4Addr::new(10, 50, 2, 1)).unwrap().name,
+        "fly-iad-1"
+    );
 }
 
 #[test]
 fn the_shipped_example_is_valid() {
     let text = include_str!("../../edgehub.example.toml");
     let config = check(text).unwrap();
-    assert_eq!(config.peers.len(), 10, "one peer per region of the original setup");
+    assert_eq!(
+        config.peers.len(),
+        10,
+        "one peer per region of the original setup"
+    );
 }
 
 #[test]
@@ -144,7 +157,9 @@ fn peer_fields() {
 
 #[test]
 fn duplicate_peers() {
-    let text = GOOD.replace(IAD_KEY, GRU_KEY).replace("fly-iad-1", "fly-gru-1");
+    let text = GOOD
+        .replace(IAD_KEY, GRU_KEY)
+        .replace("fly-iad-1", "fly-gru-1");
     assert_eq!(bad_fields(&text), ["peer[1].name", "peer[1].public_key"]);
 }
 
@@ -170,8 +185,10 @@ fn nat_fields() {
 
 #[test]
 fn service_fields() {
-    let text = GOOD.replace("172.31.10.20:5432", "10.50.1.1:5432\", \"::1:5432\", \"db:5432")
-        + "\n[[nat.service]]\nvip = \"10.50.0.1:5432\"\nbackends = []\n";
+    let text = GOOD.replace(
+        "172.31.10.20:5432",
+        "10.50.1.1:5432\", \"::1:5432\", \"db:5432",
+    ) + "\n[[nat.service]]\nvip = \"10.50.0.1:5432\"\nbackends = []\n";
     assert_eq!(
         bad_fields(&text),
         [
@@ -210,7 +227,11 @@ fn unknown_fields_and_wrong_types_are_parse_errors_naming_the_key() {
 
     let wrong_type = GOOD.replace("address = \"10.50.0.1/24\"", "address = 10");
     let err = Config::parse(&wrong_type, Path::new("x.toml")).unwrap_err();
-    assert!(anyhow_like(&err).contains("address"), "{}", anyhow_like(&err));
+    assert!(
+        anyhow_like(&err).contains("address"),
+        "{}",
+        anyhow_like(&err)
+    );
 }
 
 /// The error and its sources, as `edgehub check` prints them.

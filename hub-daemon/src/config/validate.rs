@@ -11,8 +11,8 @@ use std::{
 use ipnet::Ipv4Net;
 
 use super::{
-    Backend, Config, EgressAddress, FieldError, FileConfig, Interface, MssClamp, Nat, OnStop,
-    Peer, Service, Timeouts,
+    Backend, Config, EgressAddress, FieldError, FileConfig, Interface, MssClamp, Nat, OnStop, Peer,
+    Service, Timeouts,
     file::{NatFile, PeerFile},
 };
 use crate::key::Key;
@@ -27,7 +27,10 @@ struct Checker {
 
 impl Checker {
     fn fail(&mut self, field: impl Into<String>, problem: impl Into<String>) {
-        self.errors.push(FieldError { field: field.into(), problem: problem.into() });
+        self.errors.push(FieldError {
+            field: field.into(),
+            problem: problem.into(),
+        });
     }
 
     /// `value` as an integer in `range`, or an error naming `field`.
@@ -40,7 +43,14 @@ impl Checker {
         if range.contains(&value) {
             T::try_from(value).ok()
         } else {
-            self.fail(field, format!("{value} is out of range {}..={}", range.start(), range.end()));
+            self.fail(
+                field,
+                format!(
+                    "{value} is out of range {}..={}",
+                    range.start(),
+                    range.end()
+                ),
+            );
             None
         }
     }
@@ -56,9 +66,16 @@ impl Checker {
     fn iface_name(&mut self, field: &str, name: &str) {
         let ok = !name.is_empty()
             && name.len() < 16
-            && name.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
         if !ok {
-            self.fail(field, format!("{name:?} is not an interface name (1-15 characters, no '/', ':' or spaces)"));
+            self.fail(
+                field,
+                format!(
+                    "{name:?} is not an interface name (1-15 characters, no '/', ':' or spaces)"
+                ),
+            );
         }
     }
 }
@@ -68,24 +85,38 @@ pub fn validate(file: &FileConfig, read_key: &ReadKey<'_>) -> Result<Config, Vec
     let mut c = Checker { errors: Vec::new() };
 
     let interface = interface(&mut c, file, read_key);
-    let peers: Vec<_> =
-        file.peers.iter().enumerate().filter_map(|(i, p)| peer(&mut c, i, p)).collect();
+    let peers: Vec<_> = file
+        .peers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| peer(&mut c, i, p))
+        .collect();
     check_unique_peers(&mut c, &peers);
     check_overlaps(&mut c, &peers);
     let nat = nat(&mut c, &file.nat, &peers, interface.as_ref());
 
     let api_listen = file.api.listen.as_deref().and_then(|listen| {
-        c.parsed::<SocketAddr>("api.listen", listen, "an address:port such as 10.50.0.1:9184")
+        c.parsed::<SocketAddr>(
+            "api.listen",
+            listen,
+            "an address:port such as 10.50.0.1:9184",
+        )
     });
     let pin_dir = PathBuf::from(&file.bpf.pin_dir);
     if !pin_dir.is_absolute() {
-        c.fail("bpf.pin_dir", format!("{:?} is not an absolute path", file.bpf.pin_dir));
+        c.fail(
+            "bpf.pin_dir",
+            format!("{:?} is not an absolute path", file.bpf.pin_dir),
+        );
     }
     let on_stop = match file.daemon.on_stop.as_str() {
         "keep" => Some(OnStop::Keep),
         "remove" => Some(OnStop::Remove),
         other => {
-            c.fail("daemon.on_stop", format!("{other:?} is not \"keep\" or \"remove\""));
+            c.fail(
+                "daemon.on_stop",
+                format!("{other:?} is not \"keep\" or \"remove\""),
+            );
             None
         }
     };
@@ -113,11 +144,17 @@ fn interface(c: &mut Checker, file: &FileConfig, read_key: &ReadKey<'_>) -> Opti
     let private_key = match read_key(Path::new(&f.private_key_file)) {
         Ok(text) => Key::from_base64(&text)
             .map_err(|e| {
-                c.fail("interface.private_key_file", format!("{}: the key {e}", f.private_key_file));
+                c.fail(
+                    "interface.private_key_file",
+                    format!("{}: the key {e}", f.private_key_file),
+                );
             })
             .ok(),
         Err(e) => {
-            c.fail("interface.private_key_file", format!("cannot read {}: {e}", f.private_key_file));
+            c.fail(
+                "interface.private_key_file",
+                format!("cannot read {}: {e}", f.private_key_file),
+            );
             None
         }
     };
@@ -137,7 +174,10 @@ fn interface(c: &mut Checker, file: &FileConfig, read_key: &ReadKey<'_>) -> Opti
         "userspace" => Some(Backend::Userspace),
         "auto" => Some(Backend::Auto),
         other => {
-            c.fail("interface.backend", format!("{other:?} is not kernel, userspace or auto"));
+            c.fail(
+                "interface.backend",
+                format!("{other:?} is not kernel, userspace or auto"),
+            );
             None
         }
     };
@@ -161,10 +201,18 @@ fn peer(c: &mut Checker, i: usize, p: &PeerFile) -> Option<Peer> {
         c.fail(format!("{at}.name"), "is empty");
     }
     let public_key = Key::from_base64(&p.public_key)
-        .map_err(|e| c.fail(format!("{at}.public_key"), format!("{:?} {e}", p.public_key)))
+        .map_err(|e| {
+            c.fail(
+                format!("{at}.public_key"),
+                format!("{:?} {e}", p.public_key),
+            );
+        })
         .ok();
     if p.allowed_ips.is_empty() {
-        c.fail(format!("{at}.allowed_ips"), "is empty: the peer could send nothing");
+        c.fail(
+            format!("{at}.allowed_ips"),
+            "is empty: the peer could send nothing",
+        );
     }
     let mut allowed_ips = Vec::new();
     for (j, text) in p.allowed_ips.iter().enumerate() {
@@ -173,9 +221,15 @@ fn peer(c: &mut Checker, i: usize, p: &PeerFile) -> Option<Peer> {
             continue;
         };
         if net.trunc() != net {
-            c.fail(&field, format!("{net} has host bits set; did you mean {}?", net.trunc()));
+            c.fail(
+                &field,
+                format!("{net} has host bits set; did you mean {}?", net.trunc()),
+            );
         } else if net.prefix_len() == 0 {
-            c.fail(&field, "0.0.0.0/0 would route everything into this one peer");
+            c.fail(
+                &field,
+                "0.0.0.0/0 would route everything into this one peer",
+            );
         } else {
             allowed_ips.push(net);
         }
@@ -200,10 +254,16 @@ fn check_unique_peers(c: &mut Checker, peers: &[Peer]) {
     let mut keys = HashMap::new();
     for (i, p) in peers.iter().enumerate() {
         if let Some(first) = names.insert(p.name.as_str(), i) {
-            c.fail(format!("peer[{i}].name"), format!("{:?} is also peer[{first}]'s name", p.name));
+            c.fail(
+                format!("peer[{i}].name"),
+                format!("{:?} is also peer[{first}]'s name", p.name),
+            );
         }
         if let Some(first) = keys.insert(p.public_key, i) {
-            c.fail(format!("peer[{i}].public_key"), format!("is also peer[{first}]'s key"));
+            c.fail(
+                format!("peer[{i}].public_key"),
+                format!("is also peer[{first}]'s key"),
+            );
         }
     }
 }
@@ -214,8 +274,10 @@ fn check_overlaps(c: &mut Checker, peers: &[Peer]) {
     for (i, a) in peers.iter().enumerate() {
         for (j, net) in a.allowed_ips.iter().enumerate() {
             for (k, b) in peers.iter().enumerate().take(i) {
-                if let Some(other) =
-                    b.allowed_ips.iter().find(|o| o.contains(net) || net.contains(*o))
+                if let Some(other) = b
+                    .allowed_ips
+                    .iter()
+                    .find(|o| o.contains(net) || net.contains(*o))
                 {
                     c.fail(
                         format!("peer[{i}].allowed_ips[{j}]"),
@@ -236,13 +298,23 @@ fn nat(c: &mut Checker, f: &NatFile, peers: &[Peer], iface: Option<&Interface>) 
             .map(EgressAddress::Fixed),
     };
     if f.services.is_empty() {
-        c.fail("nat.service", "no service: add at least one [[nat.service]]");
+        c.fail(
+            "nat.service",
+            "no service: add at least one [[nat.service]]",
+        );
     }
-    let services: Vec<_> =
-        f.services.iter().enumerate().filter_map(|(i, s)| service(c, i, s, peers)).collect();
+    let services: Vec<_> = f
+        .services
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| service(c, i, s, peers))
+        .collect();
     for (i, s) in services.iter().enumerate() {
         if services[..i].iter().any(|o| o.vip == s.vip) {
-            c.fail(format!("nat.service[{i}].vip"), format!("{} is used twice", s.vip));
+            c.fail(
+                format!("nat.service[{i}].vip"),
+                format!("{} is used twice", s.vip),
+            );
         }
     }
     let t = &f.timeouts;
@@ -263,16 +335,18 @@ fn nat(c: &mut Checker, f: &NatFile, peers: &[Peer], iface: Option<&Interface>) 
     let mss_clamp = match f.mss_clamp.as_str() {
         "auto" => Some(MssClamp::Auto),
         "off" => Some(MssClamp::Off),
-        text => match text.parse::<i64>() {
-            Ok(mss) => {
+        text => {
+            if let Ok(mss) = text.parse::<i64>() {
                 let max = iface.map_or(65_495, |i| i64::from(i.mtu) - 40);
                 c.int("nat.mss_clamp", mss, 536..=max).map(MssClamp::Fixed)
-            }
-            Err(_) => {
-                c.fail("nat.mss_clamp", format!("{text:?} is not \"auto\", \"off\" or a number"));
+            } else {
+                c.fail(
+                    "nat.mss_clamp",
+                    format!("{text:?} is not \"auto\", \"off\" or a number"),
+                );
                 None
             }
-        },
+        }
     };
     Some(Nat {
         egress_interface: f.egress_interface.clone(),
@@ -285,7 +359,12 @@ fn nat(c: &mut Checker, f: &NatFile, peers: &[Peer], iface: Option<&Interface>) 
     })
 }
 
-fn service(c: &mut Checker, i: usize, s: &super::file::ServiceFile, peers: &[Peer]) -> Option<Service> {
+fn service(
+    c: &mut Checker,
+    i: usize,
+    s: &super::file::ServiceFile,
+    peers: &[Peer],
+) -> Option<Service> {
     let at = format!("nat.service[{i}]");
     let vip = endpoint_v4(c, &format!("{at}.vip"), &s.vip, peers);
     if s.backends.is_empty() {
@@ -302,7 +381,10 @@ fn service(c: &mut Checker, i: usize, s: &super::file::ServiceFile, peers: &[Pee
             }
         }
     }
-    Some(Service { vip: vip?, backends })
+    Some(Service {
+        vip: vip?,
+        backends,
+    })
 }
 
 /// An IPv4 `address:port` with a port, outside every peer's allowed IPs.
@@ -314,28 +396,43 @@ fn endpoint_v4(c: &mut Checker, field: &str, text: &str, peers: &[Peer]) -> Opti
             return None;
         }
         SocketAddr::V6(_) => {
-            c.fail(field, format!("{text} is IPv6; edgehub translates IPv4 only"));
+            c.fail(
+                field,
+                format!("{text} is IPv6; edgehub translates IPv4 only"),
+            );
             return None;
         }
     };
-    if let Some(p) = peers.iter().find(|p| p.allowed_ips.iter().any(|n| n.contains(addr.ip()))) {
-        c.fail(field, format!("{} is inside peer {:?}'s allowed IPs", addr.ip(), p.name));
+    if let Some(p) = peers
+        .iter()
+        .find(|p| p.allowed_ips.iter().any(|n| n.contains(addr.ip())))
+    {
+        c.fail(
+            field,
+            format!("{} is inside peer {:?}'s allowed IPs", addr.ip(), p.name),
+        );
     }
     Some(addr)
 }
 
 fn port_range(c: &mut Checker, text: &str) -> Option<std::ops::RangeInclusive<u16>> {
-    let parsed = text.split_once('-').and_then(|(a, b)| {
-        Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?))
-    });
+    let parsed = text
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)));
     match parsed {
         Some((first, last)) if 1024 <= first && first <= last => Some(first..=last),
         Some(_) => {
-            c.fail("nat.port_range", format!("{text:?} must be FIRST-LAST with 1024 <= FIRST <= LAST"));
+            c.fail(
+                "nat.port_range",
+                format!("{text:?} must be FIRST-LAST with 1024 <= FIRST <= LAST"),
+            );
             None
         }
         None => {
-            c.fail("nat.port_range", format!("{text:?} is not FIRST-LAST, such as 20000-60999"));
+            c.fail(
+                "nat.port_range",
+                format!("{text:?} is not FIRST-LAST, such as 20000-60999"),
+            );
             None
         }
     }

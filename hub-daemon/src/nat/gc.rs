@@ -55,16 +55,23 @@ pub fn collect(map: &mut Map, timeouts: &Timeouts) -> Result<usize, NatError> {
             removed_forward += 1;
         }
     }
-    tracing::debug!(removed_forward, entries = doomed.len(), "conntrack garbage collected");
+    tracing::debug!(
+        removed_forward,
+        entries = doomed.len(),
+        "conntrack garbage collected"
+    );
     Ok(removed_forward)
 }
 
-/// CLOCK_MONOTONIC in nanoseconds, the clock of `bpf_ktime_get_ns`.
+/// `CLOCK_MONOTONIC` in nanoseconds, the clock of `bpf_ktime_get_ns`.
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid timespec to write to.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
-    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+    ts.tv_sec.unsigned_abs() * 1_000_000_000 + ts.tv_nsec.unsigned_abs()
 }
 
 #[cfg(test)]
@@ -77,7 +84,10 @@ mod tests {
     use crate::nat::Timeouts;
 
     fn key(port: u16) -> FlowKey {
-        FlowKey { sport: port, ..FlowKey::default() }
+        FlowKey {
+            sport: port,
+            ..FlowKey::default()
+        }
     }
 
     fn timeouts() -> Timeouts {
@@ -102,16 +112,23 @@ mod tests {
             (key(port), entry)
         };
         let reply = |port, other| {
-            (key(port), FlowEntry { direction: direction::REPLY, other: key(other), ..FlowEntry::default() })
+            (
+                key(port),
+                FlowEntry {
+                    direction: direction::REPLY,
+                    other: key(other),
+                    ..FlowEntry::default()
+                },
+            )
         };
         let entries = [
-            fwd(1, tcp_state::SYN_SENT, 2, 101),     // expired (syn 1 s)
+            fwd(1, tcp_state::SYN_SENT, 2, 101), // expired (syn 1 s)
             reply(101, 1),
             fwd(2, tcp_state::ESTABLISHED, 50, 102), // alive
             reply(102, 2),
-            fwd(3, tcp_state::CLOSING, 11, 103),     // expired (closing 10 s)
+            fwd(3, tcp_state::CLOSING, 11, 103), // expired (closing 10 s)
             reply(103, 3),
-            reply(104, 4),                           // orphan
+            reply(104, 4), // orphan
         ];
         let mut doomed = expired(&entries, &timeouts(), now);
         doomed.sort_by_key(|k| k.sport);

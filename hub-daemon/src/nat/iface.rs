@@ -7,7 +7,7 @@ use std::{ffi::CString, io, os::fd::AsRawFd as _};
 
 use hub_common::settings::{IfaceInfo, link};
 
-/// ARPHRD_ETHER: an Ethernet device.
+/// `ARPHRD_ETHER`: an Ethernet device.
 const ARPHRD_ETHER: u16 = 1;
 
 /// Index and link-layer kind of `name`.
@@ -19,8 +19,12 @@ pub fn info(name: &str) -> io::Result<IfaceInfo> {
         return Err(io::Error::last_os_error());
     }
     let kind = hardware_type(name)?;
-    let link = if kind == ARPHRD_ETHER { link::ETHERNET } else { link::L3 };
-    Ok(IfaceInfo { ifindex, link, _pad: [0; 3] })
+    let link = if kind == ARPHRD_ETHER {
+        link::ETHERNET
+    } else {
+        link::L3
+    };
+    Ok(IfaceInfo { ifindex, link })
 }
 
 /// The ARPHRD type of an interface (SIOCGIFHWADDR).

@@ -19,9 +19,14 @@ use super::{NatConfig, NatError, pins};
 /// Opens a pinned map.
 pub fn open(pin_dir: &Path, name: &'static str) -> Result<Map, NatError> {
     let path = pins::map_path(pin_dir, name);
-    let data =
-        MapData::from_pin(&path).map_err(|source| NatError::Map { map: name, source })?;
-    Map::from_map_data(data).map_err(|source| NatError::Map { map: name, source })
+    let data = MapData::from_pin(&path).map_err(|source| NatError::Map {
+        map: name,
+        source: Box::new(source),
+    })?;
+    Map::from_map_data(data).map_err(|source| NatError::Map {
+        map: name,
+        source: Box::new(source),
+    })
 }
 
 /// Network byte order as stored in the maps (the raw wire bytes read natively).
@@ -47,7 +52,7 @@ pub fn settings(config: &NatConfig, tunnel: IfaceInfo, egress: IfaceInfo) -> Nat
         port_max: *config.port_range.end(),
         mss: config.mss.unwrap_or(0),
         enabled: 1,
-        _pad: 0,
+        pad: 0,
     }
 }
 
@@ -67,34 +72,59 @@ pub fn write_services(map: &mut Map, config: &NatConfig) -> Result<(), NatError>
         HashMap::try_from(map).map_err(map_err("NAT_SERVICES"))?;
     let mut wanted = std::collections::HashMap::new();
     for (index, service) in config.services.iter().enumerate() {
-        let index = u32::try_from(index).ok().filter(|i| *i < MAX_SERVICES).ok_or(
-            NatError::Config("more services than the histogram map holds"),
-        )?;
+        let index = u32::try_from(index)
+            .ok()
+            .filter(|i| *i < MAX_SERVICES)
+            .ok_or(NatError::Config(
+                "more services than the histogram map holds",
+            ))?;
         if service.backends.is_empty() || service.backends.len() > MAX_BACKENDS {
             return Err(NatError::Config("a service needs 1 to 8 backends"));
         }
-        let mut entry = ServiceEntry { index, count: service.backends.len() as u32, ..Default::default() };
+        let mut entry = ServiceEntry {
+            index,
+            count: service.backends.len() as u32,
+            ..Default::default()
+        };
         for (slot, backend) in entry.backends.iter_mut().zip(&service.backends) {
-            *slot = Backend { addr: wire_addr(*backend.ip()), port: backend.port().to_be(), _pad: 0 };
+            *slot = Backend {
+                addr: wire_addr(*backend.ip()),
+                port: backend.port().to_be(),
+                pad: 0,
+            };
         }
         let key = ServiceKey {
             addr: wire_addr(*service.vip.ip()),
             port: service.vip.port().to_be(),
             proto: IPPROTO_TCP,
-            _pad: 0,
+            pad: 0,
         };
         wanted.insert(key, entry);
-        let marker = ServiceKey { addr: key.addr, ..ServiceKey::default() };
-        wanted.insert(marker, ServiceEntry { index: MAX_SERVICES, ..ServiceEntry::default() });
+        let marker = ServiceKey {
+            addr: key.addr,
+            ..ServiceKey::default()
+        };
+        wanted.insert(
+            marker,
+            ServiceEntry {
+                index: MAX_SERVICES,
+                ..ServiceEntry::default()
+            },
+        );
     }
-    let stale: Vec<ServiceKey> =
-        services.keys().filter_map(Result::ok).filter(|k| !wanted.contains_key(k)).collect();
+    let stale: Vec<ServiceKey> = services
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|k| !wanted.contains_key(k))
+        .collect();
     for key in stale {
         services.remove(&key).map_err(map_err("NAT_SERVICES"))?;
     }
     for (key, entry) in wanted {
         tracing::debug!(?key, count = entry.count, "service map update");
-        services.insert(key, entry, 0).map_err(map_err("NAT_SERVICES"))?;
+        services
+            .insert(key, entry, 0)
+            .map_err(map_err("NAT_SERVICES"))?;
     }
     Ok(())
 }
@@ -114,7 +144,8 @@ pub fn write_peers(map: &mut Map, config: &NatConfig) -> Result<(), NatError> {
         }
     }
     for (len, data) in wanted {
-        trie.insert(&Key::new(len, data), 1, 0).map_err(map_err("NAT_PEERS"))?;
+        trie.insert(&Key::new(len, data), 1, 0)
+            .map_err(map_err("NAT_PEERS"))?;
     }
     Ok(())
 }
@@ -148,5 +179,8 @@ pub fn purge_moved_flows(map: &mut Map, config: &NatConfig) -> Result<usize, Nat
 }
 
 pub fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> NatError {
-    move |source| NatError::Map { map, source }
+    move |source| NatError::Map {
+        map,
+        source: Box::new(source),
+    }
 }

@@ -2,8 +2,8 @@
 //! and `eh_nat_reply` (egress ingress), filling their maps from a [`NatConfig`], expiring
 //! flows, and reading counters, flows and histograms back from the pinned maps.
 //!
-//! Requires Linux 6.6 or later (tcx links) with BTF, bpffs mounted at /sys/fs/bpf, and
-//! CAP_BPF + CAP_NET_ADMIN. Everything happens in the calling thread's network namespace.
+//! Requires Linux 6.6 or later (tcx links) with BTF, bpffs (mounted at the pin directory's
+//! parent if it is not), and `CAP_BPF` + `CAP_NET_ADMIN`. Everything happens in the calling thread's network namespace.
 
 mod gc;
 mod iface;
@@ -22,7 +22,9 @@ use std::{
 use aya::{Ebpf, EbpfLoader, programs::SchedClassifier};
 use ipnet::Ipv4Net;
 
-pub use views::{Counters, FlowView, ServiceHistograms, Tuple, read_counters, read_flows, read_histograms};
+pub use views::{
+    Counters, FlowView, ServiceHistograms, Tuple, read_counters, read_flows, read_histograms,
+};
 
 use crate::ebpf::{self, LoadError};
 
@@ -46,8 +48,8 @@ impl Default for Timeouts {
     fn default() -> Self {
         Self {
             syn: Duration::from_secs(30),
-            established: Duration::from_secs(2 * 60 * 60),
-            closing: Duration::from_secs(60),
+            established: Duration::from_hours(2),
+            closing: Duration::from_mins(1),
         }
     }
 }
@@ -97,7 +99,7 @@ impl NatConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum NatError {
     #[error(transparent)]
-    Load(#[from] LoadError),
+    Load(Box<LoadError>),
     #[error("invalid NAT configuration: {0}")]
     Config(&'static str),
     #[error("the eBPF object has no {0}")]
@@ -113,25 +115,27 @@ pub enum NatError {
         program: String,
         iface: String,
         #[source]
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
     },
+    #[error("{program} is already attached to {iface} without a pinned link; detach it first")]
+    AlreadyAttached { program: String, iface: String },
     #[error("tcx link pinned at {path}")]
     Link {
         path: PathBuf,
         #[source]
-        source: aya::programs::links::LinkError,
+        source: Box<aya::programs::links::LinkError>,
     },
     #[error("pinning at {path}")]
     Pin {
         path: PathBuf,
         #[source]
-        source: aya::pin::PinError,
+        source: Box<aya::pin::PinError>,
     },
     #[error("map {map}")]
     Map {
         map: &'static str,
         #[source]
-        source: aya::maps::MapError,
+        source: Box<aya::maps::MapError>,
     },
     #[error("{what} at {path}")]
     Io {
@@ -140,6 +144,19 @@ pub enum NatError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<LoadError> for NatError {
+    fn from(e: LoadError) -> Self {
+        Self::Load(Box::new(e))
+    }
+}
+
+/// Names of the programs attached at tcx ingress of `iface` (in the calling thread's network
+/// namespace), in order: `eh_nat_fwd` on the tunnel and `eh_nat_reply` on the egress
+/// interface once the NAT runs.
+pub fn attached_programs(iface: &str) -> Result<Vec<String>, NatError> {
+    pins::attached(iface)
 }
 
 /// The running NAT: programs loaded, attached through pinned links, maps pinned.
@@ -158,15 +175,20 @@ impl Nat {
         let adopting = pins::map_path(pin_dir, "NAT_SETTINGS").exists();
 
         tracing::info!(pin_dir = %pin_dir.display(), adopting, "loading the NAT");
-        let paths: Vec<(&'static str, PathBuf)> =
-            pins::MAPS.iter().map(|m| (*m, pins::map_path(pin_dir, m))).collect();
+        let paths: Vec<(&'static str, PathBuf)> = pins::MAPS
+            .iter()
+            .map(|m| (*m, pins::map_path(pin_dir, m)))
+            .collect();
         let mut loader = EbpfLoader::new();
         loader.map_max_entries("NAT_FLOWS", config.max_flows.saturating_mul(2));
         for (name, path) in &paths {
             loader.map_pin_path(name, path.as_path());
         }
         let ebpf = ebpf::load(&mut loader)?;
-        let mut nat = Self { ebpf, config: config.clone() };
+        let mut nat = Self {
+            ebpf,
+            config: config.clone(),
+        };
 
         // Links adopted only while the interface is the one they were made for.
         let previous = maps::read_settings(nat.map("NAT_SETTINGS")?)?;
@@ -177,8 +199,18 @@ impl Nat {
 
         // Maps first, then the programs: a packet never meets a half-filled NAT.
         nat.write_all(tunnel, egress)?;
-        nat.attach(pins::FORWARD_PROGRAM, pins::FORWARD_LINK, &config.tunnel_iface, adopt_fwd)?;
-        nat.attach(pins::REPLY_PROGRAM, pins::REPLY_LINK, &config.egress_iface, adopt_reply)?;
+        nat.attach(
+            pins::FORWARD_PROGRAM,
+            pins::FORWARD_LINK,
+            &config.tunnel_iface,
+            adopt_fwd,
+        )?;
+        nat.attach(
+            pins::REPLY_PROGRAM,
+            pins::REPLY_LINK,
+            &config.egress_iface,
+            adopt_reply,
+        )?;
         Ok(nat)
     }
 
@@ -207,7 +239,11 @@ impl Nat {
         if tunnel == settings.tunnel {
             return Ok(false);
         }
-        tracing::info!(iface = self.config.tunnel_iface, ifindex = tunnel.ifindex, "tunnel recreated; re-attaching");
+        tracing::info!(
+            iface = self.config.tunnel_iface,
+            ifindex = tunnel.ifindex,
+            "tunnel recreated; re-attaching"
+        );
         settings.tunnel = tunnel;
         maps::write_settings(self.map_mut("NAT_SETTINGS")?, settings)?;
         let iface = self.config.tunnel_iface.clone();
@@ -255,7 +291,10 @@ impl Nat {
         let config = self.config.clone();
         maps::write_peers(self.map_mut("NAT_PEERS")?, &config)?;
         maps::write_services(self.map_mut("NAT_SERVICES")?, &config)?;
-        maps::write_settings(self.map_mut("NAT_SETTINGS")?, maps::settings(&config, tunnel, egress))
+        maps::write_settings(
+            self.map_mut("NAT_SETTINGS")?,
+            maps::settings(&config, tunnel, egress),
+        )
     }
 
     fn attach(
@@ -265,8 +304,11 @@ impl Nat {
         iface: &str,
         adopt: bool,
     ) -> Result<(), NatError> {
-        let attach_error =
-            |source| NatError::Attach { program: program.to_owned(), iface: iface.to_owned(), source };
+        let attach_error = |source| NatError::Attach {
+            program: program.to_owned(),
+            iface: iface.to_owned(),
+            source: Box::new(source),
+        };
         let prog: &mut SchedClassifier = self
             .ebpf
             .program_mut(program)
@@ -289,7 +331,10 @@ impl Nat {
 }
 
 fn iface_info(name: &str) -> Result<hub_common::settings::IfaceInfo, NatError> {
-    iface::info(name).map_err(|source| NatError::Iface { iface: name.to_owned(), source })
+    iface::info(name).map_err(|source| NatError::Iface {
+        iface: name.to_owned(),
+        source,
+    })
 }
 
 fn validate(config: &NatConfig) -> Result<(), NatError> {

@@ -48,15 +48,22 @@ pub fn attach(
     adopt: bool,
 ) -> Result<(), NatError> {
     let path = pin_dir.join(link_name);
-    let attach_error =
-        |source| NatError::Attach { program: link_name.to_owned(), iface: iface.to_owned(), source };
+    let attach_error = |source| NatError::Attach {
+        program: link_name.to_owned(),
+        iface: iface.to_owned(),
+        source: Box::new(source),
+    };
     if adopt && path.exists() {
         let pinned = PinnedLink::from_pin(&path).map_err(|source| NatError::Link {
             path: path.clone(),
-            source,
+            source: Box::new(source),
         })?;
-        let link = SchedClassifierLink::try_from(FdLink::from(pinned))
-            .map_err(|source| NatError::Link { path: path.clone(), source })?;
+        let link = SchedClassifierLink::try_from(FdLink::from(pinned)).map_err(|source| {
+            NatError::Link {
+                path: path.clone(),
+                source: Box::new(source),
+            }
+        })?;
         let id = program.attach_to_link(link).map_err(attach_error)?;
         // The pin keeps the link; our fd may go.
         drop(program.take_link(id).map_err(attach_error)?);
@@ -64,16 +71,40 @@ pub fn attach(
         return Ok(());
     }
     remove_file(&path)?;
+    // A program of ours attached without our pin (pins deleted by hand, a crashed run that
+    // never pinned): attaching again would translate every packet twice.
+    let name = program.info().ok().and_then(|i| i.name_as_str().map(str::to_owned));
+    if let Some(name) = name
+        && attached(iface)?.contains(&name)
+    {
+        return Err(NatError::AlreadyAttached { program: name, iface: iface.to_owned() });
+    }
     let options = TcAttachOptions::TcxOrder(LinkOrder::default());
     let id = program
         .attach_with_options(iface, TcAttachType::Ingress, options)
         .map_err(attach_error)?;
     let link = program.take_link(id).map_err(attach_error)?;
-    let link = FdLink::try_from(link)
-        .map_err(|source| NatError::Link { path: path.clone(), source })?;
-    link.pin(&path).map_err(|source| NatError::Pin { path: path.clone(), source })?;
+    let link = FdLink::try_from(link).map_err(|source| NatError::Link {
+        path: path.clone(),
+        source: Box::new(source),
+    })?;
+    link.pin(&path).map_err(|source| NatError::Pin {
+        path: path.clone(),
+        source: Box::new(source),
+    })?;
     tracing::info!(iface, link = %path.display(), "attached at tcx ingress and pinned");
     Ok(())
+}
+
+/// Names of the programs attached at tcx ingress of `iface`, in order.
+pub fn attached(iface: &str) -> Result<Vec<String>, NatError> {
+    let (_, programs) = SchedClassifier::query_tcx(iface, TcAttachType::Ingress)
+        .map_err(|source| NatError::Attach {
+            program: "tcx query".to_owned(),
+            iface: iface.to_owned(),
+            source: Box::new(source),
+        })?;
+    Ok(programs.iter().map(|p| p.name_as_str().unwrap_or_default().to_owned()).collect())
 }
 
 /// bpffs's `statfs` magic number.
@@ -82,14 +113,24 @@ const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 /// Mounts bpffs on the parent of `pin_dir` unless one is there already (as systemd does at
 /// /sys/fs/bpf on most distributions), then creates `pin_dir`.
 pub fn prepare_dir(pin_dir: &Path) -> Result<(), NatError> {
-    let io_error = |what, source| NatError::Io { what, path: pin_dir.to_owned(), source };
+    let io_error = |what, source| NatError::Io {
+        what,
+        path: pin_dir.to_owned(),
+        source,
+    };
     let parent = pin_dir.parent().unwrap_or(Path::new("/"));
     let fs = nix::sys::statfs::statfs(parent)
         .map_err(|e| io_error("checking for bpffs", io::Error::from(e)))?;
     if fs.filesystem_type().0 != BPF_FS_MAGIC {
         tracing::info!(path = %parent.display(), "mounting bpffs");
-        nix::mount::mount(Some("bpf"), parent, Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>)
-            .map_err(|e| io_error("mounting bpffs", io::Error::from(e)))?;
+        nix::mount::mount(
+            Some("bpf"),
+            parent,
+            Some("bpf"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(|e| io_error("mounting bpffs", io::Error::from(e)))?;
     }
     fs::create_dir_all(pin_dir).map_err(|source| io_error("creating the pin directory", source))
 }
@@ -97,9 +138,11 @@ pub fn prepare_dir(pin_dir: &Path) -> Result<(), NatError> {
 /// Removes a pin (detaching a link when it held the last reference); absent is fine.
 pub fn remove_file(path: &Path) -> Result<(), NatError> {
     match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => {
-            Err(NatError::Io { what: "removing a pin", path: path.to_owned(), source: e })
-        }
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(NatError::Io {
+            what: "removing a pin",
+            path: path.to_owned(),
+            source: e,
+        }),
         _ => Ok(()),
     }
 }

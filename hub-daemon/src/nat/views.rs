@@ -60,7 +60,9 @@ pub fn read_counters(pin_dir: &Path) -> Result<Counters, NatError> {
     let counters: PerCpuArray<_, NatCounters> =
         PerCpuArray::try_from(map).map_err(map_err("NAT_COUNTERS"))?;
     let per_cpu = counters.get(&0, 0).map_err(map_err("NAT_COUNTERS"))?;
-    Ok(per_cpu.iter().fold(NatCounters::default(), |sum, c| sum.merged(*c)))
+    Ok(per_cpu
+        .iter()
+        .fold(NatCounters::default(), |sum, c| sum.merged(*c)))
 }
 
 pub fn read_flows(pin_dir: &Path) -> Result<Vec<FlowView>, NatError> {
@@ -83,7 +85,10 @@ fn flow_view(key: &FlowKey, entry: &FlowEntry, now: u64) -> FlowView {
     let nonzero = |ns: u64| (ns != 0).then_some(ns);
     FlowView {
         peer,
-        original: Tuple { src: peer, dst: wire_socket(key.daddr, key.dport) },
+        original: Tuple {
+            src: peer,
+            dst: wire_socket(key.daddr, key.dport),
+        },
         translated: Tuple {
             src: wire_socket(entry.rewrite.saddr, entry.rewrite.sport),
             dst: wire_socket(entry.rewrite.daddr, entry.rewrite.dport),
@@ -119,7 +124,9 @@ pub fn read_histograms(pin_dir: &Path) -> Result<Vec<ServiceHistograms>, NatErro
         if entry.index >= MAX_SERVICES {
             continue; // a VIP marker, not a service
         }
-        let per_cpu = histograms.get(&entry.index, 0).map_err(map_err("NAT_HISTOGRAMS"))?;
+        let per_cpu = histograms
+            .get(&entry.index, 0)
+            .map_err(map_err("NAT_HISTOGRAMS"))?;
         let mut sum = ServiceHistogram::default();
         for cpu in per_cpu.iter() {
             for (s, v) in sum.db_handshake.iter_mut().zip(cpu.db_handshake) {

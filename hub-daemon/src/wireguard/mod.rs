@@ -99,7 +99,10 @@ impl DeviceUpdate {
             .map(|p| p.public_key)
             .collect();
         for want in peers {
-            let now = current.peers.iter().find(|p| p.public_key == want.public_key);
+            let now = current
+                .peers
+                .iter()
+                .find(|p| p.public_key == want.public_key);
             let mut wanted_ips = want.allowed_ips.clone();
             wanted_ips.sort_unstable();
             let keepalive = want.persistent_keepalive.unwrap_or(0);
@@ -153,28 +156,29 @@ impl DeviceUpdate {
 
     /// The body of a UAPI `set=1` request.
     pub fn to_uapi(&self) -> String {
+        use std::fmt::Write as _;
         let mut body = String::new();
         if let Some(key) = self.private_key {
-            body += &format!("private_key={}\n", key.to_hex());
+            let _ = writeln!(body, "private_key={}", key.to_hex());
         }
         if let Some(port) = self.listen_port {
-            body += &format!("listen_port={port}\n");
+            let _ = writeln!(body, "listen_port={port}");
         }
         for key in &self.remove {
-            body += &format!("public_key={}\nremove=true\n", key.to_hex());
+            let _ = writeln!(body, "public_key={}\nremove=true", key.to_hex());
         }
         for peer in &self.upsert {
-            body += &format!("public_key={}\n", peer.public_key.to_hex());
+            let _ = writeln!(body, "public_key={}", peer.public_key.to_hex());
             if let Some(endpoint) = peer.endpoint {
-                body += &format!("endpoint={endpoint}\n");
+                let _ = writeln!(body, "endpoint={endpoint}");
             }
             if let Some(keepalive) = peer.persistent_keepalive {
-                body += &format!("persistent_keepalive_interval={keepalive}\n");
+                let _ = writeln!(body, "persistent_keepalive_interval={keepalive}");
             }
             if let Some(ips) = &peer.allowed_ips {
                 body += "replace_allowed_ips=true\n";
                 for net in ips {
-                    body += &format!("allowed_ip={net}\n");
+                    let _ = writeln!(body, "allowed_ip={net}");
                 }
             }
         }

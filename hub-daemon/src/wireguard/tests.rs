@@ -35,15 +35,21 @@ fn applied(mut device: DeviceState, update: &DeviceUpdate) -> DeviceState {
     if let Some(p) = update.listen_port {
         device.listen_port = p;
     }
-    device.peers.retain(|p| !update.remove.contains(&p.public_key));
+    device
+        .peers
+        .retain(|p| !update.remove.contains(&p.public_key));
     for u in &update.upsert {
-        let index = match device.peers.iter().position(|p| p.public_key == u.public_key) {
-            Some(i) => i,
-            None => {
-                device.peers.push(PeerState { public_key: u.public_key, ..PeerState::default() });
-                device.peers.len() - 1
-            }
-        };
+        let index = device
+            .peers
+            .iter()
+            .position(|p| p.public_key == u.public_key);
+        let index = index.unwrap_or_else(|| {
+            device.peers.push(PeerState {
+                public_key: u.public_key,
+                ..PeerState::default()
+            });
+            device.peers.len() - 1
+        });
         let p = &mut device.peers[index];
         if let Some(e) = u.endpoint {
             p.endpoint = Some(e);
@@ -63,7 +69,11 @@ fn a_fresh_device_gets_everything_then_nothing_more() {
     let peers = [peer(2, "10.50.1.1/32"), peer(3, "10.50.2.1/32")];
     let first = DeviceUpdate::plan(&interface(), &peers, &DeviceState::default());
     assert_eq!(first.summary(&DeviceState::default()).added, 2);
-    assert!(first.to_uapi().starts_with(&format!("private_key={}\n", Key([1; 32]).to_hex())));
+    assert!(
+        first
+            .to_uapi()
+            .starts_with(&format!("private_key={}\n", Key([1; 32]).to_hex()))
+    );
 
     let device = applied(DeviceState::default(), &first);
     let second = DeviceUpdate::plan(&interface(), &peers, &device);
@@ -72,7 +82,11 @@ fn a_fresh_device_gets_everything_then_nothing_more() {
 
 #[test]
 fn reload_touches_only_added_removed_and_changed_peers() {
-    let old = [peer(2, "10.50.1.1/32"), peer(3, "10.50.2.1/32"), peer(4, "10.50.3.1/32")];
+    let old = [
+        peer(2, "10.50.1.1/32"),
+        peer(3, "10.50.2.1/32"),
+        peer(4, "10.50.3.1/32"),
+    ];
     let mut device = applied(
         DeviceState::default(),
         &DeviceUpdate::plan(&interface(), &old, &DeviceState::default()),
@@ -89,13 +103,22 @@ fn reload_touches_only_added_removed_and_changed_peers() {
 
     assert_eq!(update.remove, [Key([3; 32])]);
     let touched: Vec<_> = update.upsert.iter().map(|u| u.public_key).collect();
-    assert_eq!(touched, [Key([4; 32]), Key([5; 32])], "peer 2 is left alone");
+    assert_eq!(
+        touched,
+        [Key([4; 32]), Key([5; 32])],
+        "peer 2 is left alone"
+    );
     let body = update.to_uapi();
     assert!(!body.contains("replace_peers"), "never a full replace");
     assert!(!body.contains("private_key"), "interface unchanged");
     assert_eq!(
         update.summary(&device),
-        UpdateSummary { added: 1, changed: 1, removed: 1, interface: false }
+        UpdateSummary {
+            added: 1,
+            changed: 1,
+            removed: 1,
+            interface: false
+        }
     );
     assert!(DeviceUpdate::plan(&interface(), &new, &applied(device, &update)).is_empty());
 }

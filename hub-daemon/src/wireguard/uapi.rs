@@ -34,7 +34,11 @@ pub enum UapiError {
         source: io::Error,
     },
     #[error("{path} answered errno={errno} to {request}")]
-    Refused { path: PathBuf, request: &'static str, errno: i32 },
+    Refused {
+        path: PathBuf,
+        request: &'static str,
+        errno: i32,
+    },
     #[error("{path} sent an unreadable line {line:?}")]
     Malformed { path: PathBuf, line: String },
 }
@@ -47,7 +51,9 @@ pub struct Uapi {
 
 impl Uapi {
     pub fn for_interface(iface: &str) -> Self {
-        Self { path: Path::new(SOCKET_DIR).join(format!("{iface}.sock")) }
+        Self {
+            path: Path::new(SOCKET_DIR).join(format!("{iface}.sock")),
+        }
     }
 
     /// A control socket somewhere else (a test's private /run/wireguard).
@@ -60,29 +66,28 @@ impl Uapi {
     }
 
     fn connect(&self) -> Result<UnixStream, UapiError> {
-        let stream = UnixStream::connect(&self.path)
-            .map_err(|source| UapiError::Connect { path: self.path.clone(), source })?;
+        let stream = UnixStream::connect(&self.path).map_err(|source| UapiError::Connect {
+            path: self.path.clone(),
+            source,
+        })?;
         let timeout = Some(Duration::from_secs(5));
         stream
             .set_read_timeout(timeout)
             .and_then(|()| stream.set_write_timeout(timeout))
-            .map_err(|source| UapiError::Io { path: self.path.clone(), source })?;
+            .map_err(|source| UapiError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
         Ok(stream)
-    }
-
-    /// The PID of the process serving the socket (SO_PEERCRED), for `edgehub down` and
-    /// tests, which end exactly that process.
-    pub fn server_pid(&self) -> Result<i32, UapiError> {
-        let stream = self.connect()?;
-        nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
-            .map(|c| c.pid())
-            .map_err(|e| UapiError::Io { path: self.path.clone(), source: e.into() })
     }
 
     /// Sends `request` (which must end with a blank line) and returns the answer's lines
     /// before `errno=`.
     fn exchange(&self, request: &str, name: &'static str) -> Result<Vec<String>, UapiError> {
-        let io_err = |source| UapiError::Io { path: self.path.clone(), source };
+        let io_err = |source| UapiError::Io {
+            path: self.path.clone(),
+            source,
+        };
         let mut stream = self.connect()?;
         stream.write_all(request.as_bytes()).map_err(io_err)?;
         let mut lines = Vec::new();
@@ -91,7 +96,11 @@ impl Uapi {
             if let Some(errno) = line.strip_prefix("errno=") {
                 let errno = errno.parse().map_err(|_| self.malformed(&line))?;
                 if errno != 0 {
-                    return Err(UapiError::Refused { path: self.path.clone(), request: name, errno });
+                    return Err(UapiError::Refused {
+                        path: self.path.clone(),
+                        request: name,
+                        errno,
+                    });
                 }
                 return Ok(lines);
             }
@@ -101,7 +110,10 @@ impl Uapi {
     }
 
     fn malformed(&self, line: &str) -> UapiError {
-        UapiError::Malformed { path: self.path.clone(), line: line.to_owned() }
+        UapiError::Malformed {
+            path: self.path.clone(),
+            line: line.to_owned(),
+        }
     }
 
     /// The device's configuration and per-peer statistics.
@@ -124,13 +136,17 @@ pub fn parse_get(lines: &[String]) -> Result<DeviceState, String> {
         let (key, value) = line.split_once('=').ok_or_else(|| line.clone())?;
         let bad = || line.clone();
         match (key, device.peers.last_mut()) {
-            ("private_key", _) => device.private_key = Some(Key::from_hex(value).map_err(|_| bad())?),
+            ("private_key", _) => {
+                device.private_key = Some(Key::from_hex(value).map_err(|_| bad())?);
+            }
             ("listen_port", _) => device.listen_port = value.parse().map_err(|_| bad())?,
             ("public_key", _) => device.peers.push(PeerState {
                 public_key: Key::from_hex(value).map_err(|_| bad())?,
                 ..PeerState::default()
             }),
-            ("endpoint", Some(peer)) => peer.endpoint = Some(parse_endpoint(value).ok_or_else(bad)?),
+            ("endpoint", Some(peer)) => {
+                peer.endpoint = Some(parse_endpoint(value).ok_or_else(bad)?);
+            }
             ("persistent_keepalive_interval", Some(peer)) => {
                 peer.persistent_keepalive = value.parse().map_err(|_| bad())?;
             }
@@ -142,7 +158,8 @@ pub fn parse_get(lines: &[String]) -> Result<DeviceState, String> {
             }
             ("last_handshake_time_sec", Some(peer)) => {
                 let secs: u64 = value.parse().map_err(|_| bad())?;
-                peer.last_handshake = (secs > 0).then(|| SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
+                peer.last_handshake =
+                    (secs > 0).then(|| SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
             }
             ("rx_bytes", Some(peer)) => peer.rx_bytes = value.parse().map_err(|_| bad())?,
             ("tx_bytes", Some(peer)) => peer.tx_bytes = value.parse().map_err(|_| bad())?,
@@ -179,7 +196,10 @@ mod tests {
         assert_eq!(p.public_key, Key([9; 32]));
         assert_eq!(p.endpoint, Some("192.0.2.1:4000".parse().unwrap()));
         assert_eq!(p.allowed_ips, ["10.50.1.1/32".parse::<Ipv4Net>().unwrap()]);
-        assert_eq!((p.rx_bytes, p.tx_bytes, p.persistent_keepalive), (20, 10, 25));
+        assert_eq!(
+            (p.rx_bytes, p.tx_bytes, p.persistent_keepalive),
+            (20, 10, 25)
+        );
         assert!(p.last_handshake.is_some());
     }
 

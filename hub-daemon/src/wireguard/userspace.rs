@@ -29,7 +29,12 @@ pub enum UserspaceError {
         source: io::Error,
     },
     #[error("{program} {iface} exited with {status}: {stderr}")]
-    Failed { program: PathBuf, iface: String, status: std::process::ExitStatus, stderr: String },
+    Failed {
+        program: PathBuf,
+        iface: String,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
     #[error("{program} did not open its control socket within {START_TIMEOUT:?}")]
     NoSocket {
         program: PathBuf,
@@ -55,13 +60,19 @@ pub enum Origin {
 pub fn ensure_running(iface: &str, program: &Path) -> Result<(Uapi, Origin), UserspaceError> {
     let uapi = Uapi::for_interface(iface);
     if uapi.get().is_ok() {
-        tracing::info!(iface, pid = uapi.server_pid().ok(), "adopted running userspace wireguard");
+        tracing::info!(
+            iface,
+            pid = crate::process::tun_owner(iface).ok().flatten(),
+            "adopted running userspace wireguard"
+        );
         return Ok((uapi, Origin::Adopted));
     }
     if uapi.path().exists() {
         tracing::info!(socket = %uapi.path().display(), "removing stale control socket");
-        std::fs::remove_file(uapi.path())
-            .map_err(|source| UserspaceError::Stale { path: uapi.path().to_owned(), source })?;
+        std::fs::remove_file(uapi.path()).map_err(|source| UserspaceError::Stale {
+            path: uapi.path().to_owned(),
+            source,
+        })?;
     }
 
     tracing::info!(iface, program = %program.display(), "starting userspace wireguard");
@@ -85,7 +96,11 @@ pub fn ensure_running(iface: &str, program: &Path) -> Result<(Uapi, Origin), Use
         });
     }
     wait_for_socket(&uapi, program)?;
-    tracing::info!(iface, pid = uapi.server_pid().ok(), "userspace wireguard started");
+    tracing::info!(
+        iface,
+        pid = crate::process::tun_owner(iface).ok().flatten(),
+        "userspace wireguard started"
+    );
     Ok((uapi, Origin::Started))
 }
 
@@ -96,7 +111,10 @@ fn wait_for_socket(uapi: &Uapi, program: &Path) -> Result<(), UserspaceError> {
         match uapi.get() {
             Ok(_) => return Ok(()),
             Err(source) if Instant::now() >= deadline => {
-                return Err(UserspaceError::NoSocket { program: program.to_owned(), source });
+                return Err(UserspaceError::NoSocket {
+                    program: program.to_owned(),
+                    source,
+                });
             }
             Err(_) => thread::sleep(Duration::from_millis(20)),
         }
