@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::{
     Figures,
-    modes::{CLIENT_NS, Hub, Mode, SINK_PORT},
+    modes::{self, CLIENT_NS, Hub, Mode, SINK_PORT},
 };
 use crate::lab::{net, regions::HUB_NS};
 
@@ -52,7 +52,39 @@ pub fn all(bin: &std::path::Path, hub: &Hub, seconds: Duration) -> anyhow::Resul
         pgbench_median(target, &count, seconds)?,
     );
     f.insert("agent_count_p50_ms", agent_read_p50(bin, target)?);
+    if hub.mode == Mode::Ebpf {
+        at_100k_flows(bin, target, seconds, &mut f)?;
+    }
     Ok(f)
+}
+
+/// The conntrack map's memory and the programs' cost per packet with 100,000 flows in the
+/// table (synthetic established flows beside the measured traffic).
+fn at_100k_flows(
+    bin: &std::path::Path,
+    target: &str,
+    seconds: Duration,
+    f: &mut Figures,
+) -> anyhow::Result<()> {
+    modes::fill_flows(bin, 100_000)?;
+    let before = bpf_stats();
+    iperf3(target, seconds)?;
+    let (time, runs) = bpf_stats();
+    if runs > before.1 {
+        f.insert(
+            "bpf_ns_per_packet_100k_flows",
+            (time - before.0) as f64 / (runs - before.1) as f64,
+        );
+    }
+    let maps = run(Command::new("bpftool").args(["map", "show", "--json"]))?;
+    let maps: Vec<Value> = serde_json::from_str(&maps)?;
+    let bytes: u64 = maps
+        .iter()
+        .filter(|m| m["name"] == "NAT_FLOWS")
+        .filter_map(|m| m["bytes_memlock"].as_u64())
+        .sum();
+    f.insert("conntrack_map_mib", bytes as f64 / (1024.0 * 1024.0));
+    Ok(())
 }
 
 fn script(name: &str, sql: &str) -> anyhow::Result<String> {

@@ -19,7 +19,7 @@ use anyhow::ensure;
 use clap::{Args, Subcommand};
 
 use crate::{lab, util};
-pub use modes::Mode;
+pub use modes::{Mode, PIN_DIR};
 
 #[derive(Args)]
 pub struct BenchArgs {

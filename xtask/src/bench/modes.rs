@@ -164,12 +164,42 @@ impl Hub {
     pub fn down(self) {
         if self.mode == Mode::Ebpf {
             net::stop("nat");
+            let _ = std::fs::remove_dir_all(PIN_DIR);
         }
         let _ = net::ip(&["netns", "del", HUB_NS]);
     }
 }
 
+/// Where the benchmark's NAT pins its maps.
+pub const PIN_DIR: &str = "/sys/fs/bpf/edgehub-bench";
+
+/// edgehub's NAT alone on the hub's veths (`nat-on-veth`, a thin driver of
+/// `hub_daemon::nat`), translating both the database and the iperf3 sink.
 fn start_ebpf(bin: &std::path::Path) -> anyhow::Result<()> {
-    let _ = bin;
-    anyhow::bail!("TODO")
+    let mut nat = Command::new("ip");
+    nat.args(["netns", "exec", HUB_NS])
+        .arg(bin.join("nat-on-veth"))
+        .args([
+            "eh-client",
+            "ens5",
+            HUB_PRIVATE_ADDR,
+            PIN_DIR,
+            "10.50.0.0/24",
+        ])
+        .arg(format!("{VIP}:5432={DB_ADDR}:5432"))
+        .arg(format!("{VIP}:{SINK_PORT}={DB_ADDR}:{SINK_PORT}"));
+    net::spawn("nat", nat)?;
+    let log = net::state_dir().join("logs/nat.log");
+    net::wait_for("the eBPF NAT", Some("nat"), Duration::from_secs(20), || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("ready"))
+    })
+}
+
+/// Adds `count` synthetic established flows to the running NAT's table.
+pub fn fill_flows(bin: &std::path::Path, count: u32) -> anyhow::Result<()> {
+    net::quiet(
+        Command::new(bin.join("nat-on-veth"))
+            .args(["fill", PIN_DIR])
+            .arg(count.to_string()),
+    )
 }

@@ -322,6 +322,7 @@ pub(crate) fn down() -> anyhow::Result<()> {
         net::stop(&name);
     }
     hub::remove_pins();
+    let _ = fs::remove_dir_all(crate::bench::PIN_DIR);
     for ns in net::lab_namespaces() {
         net::ip(&["netns", "del", &ns])?;
     }
