@@ -24,8 +24,7 @@ use crate::{
     status::error_chain,
     sysctl::{self, SysctlError},
     teardown,
-    tunnel::{Tunnel, TunnelError},
-    wireguard::userspace::Origin,
+    tunnel::{Origin, Tunnel, TunnelError},
 };
 
 /// Where the daemon finds its configuration and keeps its runtime files.
@@ -148,10 +147,12 @@ async fn start(config: Config, paths: &Paths) -> Result<Running, DaemonError> {
     changed?;
 
     let (tunnel, origin) = Tunnel::up(&config, &netlink).await?;
-    if origin == Origin::Started && !record.started_userspace {
-        record.started_userspace = true;
-        paths.runtime.save(&record)?;
+    match origin {
+        Origin::StartedUserspace => record.started_userspace = true,
+        Origin::CreatedKernelLink => record.created_kernel_link = true,
+        Origin::Adopted => {}
     }
+    paths.runtime.save(&record)?;
 
     let egress = dataplane::egress_address(&config, &netlink).await?;
     let nat = Nat::start(&dataplane::nat_config(&config, egress))?;
@@ -238,7 +239,7 @@ impl Running {
                 iface = self.tunnel.name(),
                 "tunnel gone or not answering; bringing it back"
             );
-            self.tunnel.recover(&self.config).await
+            self.tunnel.recover(&self.config).await.map(drop)
         };
         if let Err(e) = tunnel {
             tracing::warn!(error = error_chain(&e), "tunnel check failed");

@@ -9,7 +9,11 @@ use std::{fs, io, path::Path};
 pub fn tun_owner(iface: &str) -> io::Result<Option<i32>> {
     let own_netns = fs::read_link("/proc/thread-self/ns/net")?;
     for entry in fs::read_dir("/proc")?.filter_map(Result::ok) {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
             continue;
         };
         let proc_dir = entry.path();
@@ -42,7 +46,9 @@ pub fn is_alive(pid: i32) -> bool {
         return false;
     };
     // The state follows the command name, which is in parentheses and may hold spaces.
-    let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+    let state = stat
+        .rsplit_once(") ")
+        .and_then(|(_, rest)| rest.chars().next());
     !matches!(state, None | Some('Z' | 'X'))
 }
 

@@ -54,6 +54,9 @@ pub struct Record {
     pub interface: Option<String>,
     /// Whether edgehub started the userspace implementation (else it adopted one).
     pub started_userspace: bool,
+    /// Whether edgehub created the kernel WireGuard link.
+    #[serde(default)]
+    pub created_kernel_link: bool,
     pub pin_dir: Option<PathBuf>,
 }
 

@@ -88,7 +88,7 @@ pub async fn remove(target: &Target, paths: &Paths, pin_dir: &Path) -> Result<()
     Nat::remove(pin_dir)?;
 
     let netlink = Netlink::connect()?;
-    if record.started_userspace {
+    if record.started_userspace || record.created_kernel_link {
         if let Ok(Some(pid)) = process::tun_owner(&target.iface) {
             tracing::info!(
                 pid,

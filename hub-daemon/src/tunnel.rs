@@ -1,10 +1,10 @@
-//! The hub's tunnel interface as a whole: the WireGuard implementation behind it, its keys and
-//! peers, and its address, MTU, state and routes.
+//! The hub's tunnel interface as a whole: the WireGuard implementation behind it (the
+//! kernel's, or a userspace one), its keys and peers, and its address, MTU, state and routes.
 //!
 //! Every step compares with what is there and changes only the difference, so running it
 //! twice changes nothing, and a reload touches only the peers that changed.
 
-use std::{io, path::Path};
+use std::io;
 
 use ipnet::Ipv4Net;
 
@@ -13,8 +13,9 @@ use crate::{
     netlink::{Netlink, NetlinkError},
     wireguard::{
         DeviceState, DeviceUpdate, UpdateSummary,
+        kernel::{KernelDevice, KernelError},
         uapi::{Uapi, UapiError},
-        userspace::{self, Origin, UserspaceError},
+        userspace::{self, UserspaceError},
     },
 };
 
@@ -26,51 +27,75 @@ pub enum TunnelError {
     #[error(transparent)]
     Uapi(#[from] UapiError),
     #[error(transparent)]
+    Kernel(#[from] KernelError),
+    #[error(transparent)]
     Userspace(#[from] UserspaceError),
-    #[error(
-        "the kernel WireGuard backend is not implemented yet; use backend = \"userspace\" or \"auto\""
-    )]
-    KernelUnsupported,
-    #[error("{0} exists but no WireGuard implementation serves its control socket")]
+    #[error("{0} exists but is not a kernel WireGuard link (backend = \"kernel\")")]
     Foreign(String),
+}
+
+/// How the implementation came to serve the interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// It was there already (a previous run's).
+    Adopted,
+    /// edgehub started the userspace implementation.
+    StartedUserspace,
+    /// edgehub created the kernel `wireguard` link.
+    CreatedKernelLink,
+}
+
+/// Who edgehub configures keys and peers through.
+enum Control {
+    Kernel(KernelDevice),
+    Userspace(Uapi),
+}
+
+impl Control {
+    async fn get(&self) -> Result<DeviceState, TunnelError> {
+        Ok(match self {
+            Self::Kernel(device) => device.get().await?,
+            Self::Userspace(uapi) => uapi.get()?,
+        })
+    }
+
+    async fn set(&self, update: &DeviceUpdate) -> Result<(), TunnelError> {
+        match self {
+            Self::Kernel(device) => device.set(update).await?,
+            Self::Userspace(uapi) => uapi.set(&update.to_uapi())?,
+        }
+        Ok(())
+    }
+
+    fn backend(&self) -> &'static str {
+        match self {
+            Self::Kernel(_) => "kernel",
+            Self::Userspace(_) => "userspace",
+        }
+    }
 }
 
 /// A WireGuard interface edgehub manages.
 pub struct Tunnel {
     name: String,
-    uapi: Uapi,
+    control: Control,
     netlink: Netlink,
 }
 
-/// Whether the kernel offers WireGuard (the module is loaded or built in).
-fn kernel_has_wireguard() -> bool {
-    Path::new("/sys/module/wireguard").exists()
-}
-
 impl Tunnel {
-    /// Starts or adopts the implementation, then configures keys, peers, address, MTU and
-    /// routes.
+    /// Adopts or brings up the implementation `interface.backend` asks for, then configures
+    /// keys, peers, address, MTU and routes.
     pub async fn up(config: &Config, netlink: &Netlink) -> Result<(Self, Origin), TunnelError> {
-        let iface = &config.interface;
-        match iface.backend {
-            // TODO: configure kernel WireGuard links over generic netlink (netlink-packet-wireguard); only userspace is driven today.
-            Backend::Kernel => return Err(TunnelError::KernelUnsupported),
-            Backend::Auto if kernel_has_wireguard() => tracing::info!(
-                iface = iface.name,
-                backend = "userspace",
-                "the kernel has WireGuard, but edgehub drives only userspace implementations yet"
-            ),
-            Backend::Auto => tracing::info!(
-                iface = iface.name,
-                backend = "userspace",
-                "the kernel has no WireGuard; using the userspace implementation"
-            ),
-            Backend::Userspace => {}
-        }
-        let (uapi, origin) = userspace::ensure_running(&iface.name, &iface.userspace_program)?;
+        let (control, origin) = implementation(config, netlink).await?;
+        tracing::info!(
+            iface = config.interface.name,
+            backend = control.backend(),
+            ?origin,
+            "tunnel implementation"
+        );
         let tunnel = Self {
-            name: iface.name.clone(),
-            uapi,
+            name: config.interface.name.clone(),
+            control,
             netlink: netlink.clone(),
         };
         tunnel.configure(config, None).await?;
@@ -82,10 +107,9 @@ impl Tunnel {
     }
 
     /// The device as the implementation reports it.
-    pub fn device(&self) -> Result<DeviceState, UapiError> {
-        self.uapi.get()
+    pub async fn device(&self) -> Result<DeviceState, TunnelError> {
+        self.control.get().await
     }
-
 
     /// Brings the device to `config`: `previous` (the configuration in force) tells which
     /// address to take away when it changed.
@@ -94,13 +118,13 @@ impl Tunnel {
         config: &Config,
         previous: Option<&Config>,
     ) -> Result<UpdateSummary, TunnelError> {
-        let current = self.uapi.get()?;
+        let current = self.control.get().await?;
         let update = DeviceUpdate::plan(&config.interface, &config.peers, &current);
         let summary = update.summary(&current);
         if update.is_empty() {
             tracing::debug!(iface = self.name, "wireguard already as configured");
         } else {
-            self.uapi.set(&update.to_uapi())?;
+            self.control.set(&update).await?;
             tracing::info!(
                 iface = self.name,
                 added = summary.added,
@@ -151,21 +175,67 @@ impl Tunnel {
 
     /// Whether the link exists and the implementation answers.
     pub async fn is_healthy(&self) -> bool {
-        matches!(self.netlink.link(&self.name).await, Ok(Some(_))) && self.uapi.get().is_ok()
+        matches!(self.netlink.link(&self.name).await, Ok(Some(_)))
+            && self.control.get().await.is_ok()
     }
 
-    /// Restarts the implementation after it died (or was restarted with an empty
-    /// configuration) and configures it again.
-    pub async fn recover(&self, config: &Config) -> Result<(), TunnelError> {
-        let (uapi, origin) =
-            userspace::ensure_running(&self.name, &config.interface.userspace_program)?;
-        debug_assert_eq!(uapi.path(), self.uapi.path());
+    /// Brings the implementation back after it went away (a userspace restart, a deleted
+    /// link) and configures it again.
+    pub async fn recover(&mut self, config: &Config) -> Result<Origin, TunnelError> {
+        let (control, origin) = implementation(config, &self.netlink).await?;
         tracing::info!(
             iface = self.name,
+            backend = control.backend(),
             ?origin,
-            "tunnel recovered; configuring it again"
+            "tunnel back; configuring it again"
         );
-        self.configure(config, None).await.map(drop)
+        self.control = control;
+        self.configure(config, None).await?;
+        Ok(origin)
+    }
+}
+
+/// Finds or brings up the implementation for `config.interface`.
+async fn implementation(
+    config: &Config,
+    netlink: &Netlink,
+) -> Result<(Control, Origin), TunnelError> {
+    let iface = &config.interface;
+    let kernel = KernelDevice::new(&iface.name);
+    let exists = netlink.link(&iface.name).await?.is_some();
+    let userspace = || -> Result<(Control, Origin), TunnelError> {
+        let (uapi, origin) = userspace::ensure_running(&iface.name, &iface.userspace_program)?;
+        let origin = match origin {
+            userspace::Origin::Adopted => Origin::Adopted,
+            userspace::Origin::Started => Origin::StartedUserspace,
+        };
+        Ok((Control::Userspace(uapi), origin))
+    };
+    match iface.backend {
+        Backend::Userspace => userspace(),
+        Backend::Kernel if exists => match kernel.get().await {
+            Ok(_) => Ok((Control::Kernel(kernel), Origin::Adopted)),
+            Err(_) => Err(TunnelError::Foreign(iface.name.clone())),
+        },
+        Backend::Kernel => {
+            netlink.create_wireguard(&iface.name).await?;
+            Ok((Control::Kernel(kernel), Origin::CreatedKernelLink))
+        }
+        Backend::Auto if exists && kernel.get().await.is_ok() => {
+            Ok((Control::Kernel(kernel), Origin::Adopted))
+        }
+        Backend::Auto if exists => userspace(),
+        Backend::Auto => match netlink.create_wireguard(&iface.name).await {
+            Ok(()) => Ok((Control::Kernel(kernel), Origin::CreatedKernelLink)),
+            Err(e) => {
+                tracing::info!(
+                    iface = iface.name,
+                    errno = e.errno(),
+                    "the kernel cannot make a WireGuard link; using the userspace implementation"
+                );
+                userspace()
+            }
+        },
     }
 }
 

@@ -298,7 +298,7 @@ impl HubLab {
     pub fn config_text(&self, peers: &[&Edge], extra: &str) -> String {
         let mut text = format!(
             "[interface]\nname = \"wg0\"\nprivate_key_file = \"{}\"\nlisten_port = 51820\n\
-             address = \"10.50.0.1/24\"\nmtu = 1420\nbackend = \"userspace\"\n\n",
+             address = \"10.50.0.1/24\"\nmtu = 1420\nbackend = \"auto\"\n\n",
             self.dir.0.join("hub.key").display()
         );
         for p in peers {
@@ -367,8 +367,13 @@ impl HubLab {
         let socket = UnixDatagram::bind(&socket_path)?;
         let mut cmd = self.edgehub(&["run"]);
         // Every run appends to one log, which tests read to wait for what the daemon did.
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path())?;
-        cmd.env("NOTIFY_SOCKET", &socket_path).env("NO_COLOR", "1").stderr(log);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())?;
+        cmd.env("NOTIFY_SOCKET", &socket_path)
+            .env("NO_COLOR", "1")
+            .stderr(log);
         let mut child = ChildGuard::spawn(&mut cmd)?;
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut buf = [0u8; 512];
@@ -408,7 +413,10 @@ impl HubLab {
         let deadline = Instant::now() + limit;
         while self.log().matches(pattern).count() < count {
             if Instant::now() > deadline {
-                bail!("the daemon did not log {pattern:?} {count} time(s) within {limit:?}:\n{}", self.log());
+                bail!(
+                    "the daemon did not log {pattern:?} {count} time(s) within {limit:?}:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -447,7 +455,9 @@ impl HubLab {
 
     /// Ends the hub's wireguard-go and waits for it to go.
     pub fn kill_hub_wireguard(&self) -> anyhow::Result<()> {
-        let pid = self.hub_wireguard_pid()?.context("no wireguard-go holds the hub's wg0")?;
+        let pid = self
+            .hub_wireguard_pid()?
+            .context("no wireguard-go holds the hub's wg0")?;
         kill(Pid::from_raw(pid), Signal::SIGTERM)?;
         let deadline = Instant::now() + Duration::from_secs(10);
         while hub_daemon::process::is_alive(pid) {

@@ -6,6 +6,7 @@
 //! hide a broken dataplane.
 
 pub mod bpffs;
+pub mod crafted;
 pub mod hub_lab;
 pub mod nat_lab;
 pub mod netns;

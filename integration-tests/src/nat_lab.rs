@@ -282,6 +282,8 @@ pub fn tcx_programs(ns: &Netns, iface: &str) -> anyhow::Result<Vec<String>> {
 
 /// `bpftool map dump` of a pinned map, as JSON text (fields named from BTF).
 pub fn bpftool_dump(pin: &std::path::Path) -> anyhow::Result<String> {
-    let out = run(Command::new("bpftool").args(["-j", "map", "dump", "pinned"]).arg(pin))?;
+    let out = run(Command::new("bpftool")
+        .args(["-j", "map", "dump", "pinned"])
+        .arg(pin))?;
     Ok(String::from_utf8(out.stdout)?)
 }

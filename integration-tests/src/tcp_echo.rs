@@ -48,7 +48,10 @@ impl EchoServer {
                 }
             });
         });
-        Ok(Self { stop, thread: Some(thread) })
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
     }
 }
 

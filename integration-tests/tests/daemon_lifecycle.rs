@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use aya::programs::{SchedClassifier, TcAttachType};
 use integration_tests::{Netns, hub_lab::HubLab, require_root};
 use nix::{
     sys::signal::{Signal, kill},
@@ -41,9 +42,31 @@ fn session_survives_kill9_restart_reload_and_a_bad_reload() {
     assert_eq!(session.ask("select 'alone'").unwrap(), "alone");
     // ...and a new daemon adopts it without breaking the session.
     lab.start_daemon().unwrap();
-    lab.wait_log("adopted running userspace wireguard", 1, LIMIT).unwrap();
-    assert_eq!(session.backend_pid().unwrap(), backend, "same database session");
+    lab.wait_log("adopted running userspace wireguard", 1, LIMIT)
+        .unwrap();
+    assert_eq!(
+        session.backend_pid().unwrap(),
+        backend,
+        "same database session"
+    );
     assert_eq!(session.ask("select 'adopted'").unwrap(), "adopted");
+    // Idempotent: the second run found everything as configured and changed nothing.
+    let log = lab.log();
+    assert_eq!(log.matches("wireguard peers updated").count(), 1, "{log}");
+    assert_eq!(log.matches("interface configured").count(), 1, "{log}");
+
+    // SIGTERM (systemctl stop/restart) also leaves the dataplane, by default.
+    let pid = Pid::from_raw(lab.daemon.as_ref().unwrap().pid().cast_signed());
+    kill(pid, Signal::SIGTERM).unwrap();
+    lab.wait_log("keep running for the next start", 1, LIMIT)
+        .unwrap();
+    assert_eq!(session.ask("select 'after stop'").unwrap(), "after stop");
+    lab.start_daemon().unwrap();
+    assert_eq!(
+        session.backend_pid().unwrap(),
+        backend,
+        "same database session"
+    );
 
     // Reload: edge3 in, edge2 out; edge1's session is untouched.
     let config = lab.config_text(&[lab.edge(1), lab.edge(3)], "");
@@ -53,25 +76,43 @@ fn session_survives_kill9_restart_reload_and_a_bad_reload() {
     lab.wait_log("configuration applied", 1, LIMIT).unwrap();
     assert_eq!(configured_peers(&lab), ["edge1", "edge3"]);
     assert_eq!(lab.edge(3).query_within("select 3", LIMIT).unwrap(), "3");
-    assert!(lab.edge(2).query("select 2").is_err(), "a removed peer still reaches the database");
-    assert_eq!(session.backend_pid().unwrap(), backend, "same database session");
+    assert!(
+        lab.edge(2).query("select 2").is_err(),
+        "a removed peer still reaches the database"
+    );
+    assert_eq!(
+        session.backend_pid().unwrap(),
+        backend,
+        "same database session"
+    );
 
     // A bad configuration: `reload` refuses it at once (exit 2); sent straight to the daemon
     // by SIGHUP, the daemon refuses it and keeps the running one.
-    let bad = lab.config_text(&[lab.edge(1), lab.edge(3)], "").replace("10.50.3.1/32", "10.50.1.0/24");
+    let bad = lab
+        .config_text(&[lab.edge(1), lab.edge(3)], "")
+        .replace("10.50.3.1/32", "10.50.1.0/24");
     lab.write_config(&bad).unwrap();
     let (code, _, err) = lab.cli(&["reload"]).unwrap();
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("peer[1].allowed_ips[0]"), "{err}");
     let pid = Pid::from_raw(lab.daemon.as_ref().unwrap().pid().cast_signed());
     kill(pid, Signal::SIGHUP).unwrap();
-    lab.wait_log("refusing the new configuration; the running one stays", 1, LIMIT).unwrap();
+    lab.wait_log(
+        "refusing the new configuration; the running one stays",
+        1,
+        LIMIT,
+    )
+    .unwrap();
     // status reads the configuration file too: put the good one back before asking.
     let config = lab.config_text(&[lab.edge(1), lab.edge(3)], "");
     lab.write_config(&config).unwrap();
     assert_eq!(configured_peers(&lab), ["edge1", "edge3"]);
     assert_eq!(lab.edge(3).query("select 33").unwrap(), "33");
-    assert_eq!(session.backend_pid().unwrap(), backend, "same database session");
+    assert_eq!(
+        session.backend_pid().unwrap(),
+        backend,
+        "same database session"
+    );
 }
 
 #[test]
@@ -85,13 +126,23 @@ fn recreated_tunnel_is_reconfigured_and_the_nat_reattached() {
 
     // wireguard-go restarts: wg0 goes away and comes back empty, with a new ifindex.
     lab.kill_hub_wireguard().unwrap();
-    lab.wait_log("NAT re-attached to the recreated tunnel", 1, LIMIT).unwrap();
-    assert_eq!(lab.edge(1).query_within("select 'again'", LIMIT).unwrap(), "again");
+    lab.wait_log("NAT re-attached to the recreated tunnel", 1, LIMIT)
+        .unwrap();
+    assert_eq!(
+        lab.edge(1).query_within("select 'again'", LIMIT).unwrap(),
+        "again"
+    );
 
-    // Exactly one attachment of the forward program on the new wg0.
-    let net = lab.hub.exec("bpftool", &["net", "show", "dev", "wg0"]).unwrap();
-    let text = String::from_utf8_lossy(&net.stdout);
-    assert_eq!(text.matches("eh_nat_fwd").count(), 1, "{text}");
+    // Exactly one attachment of the forward program on the new wg0 (tcx query).
+    let attached = {
+        let _inside = lab.hub.enter().unwrap();
+        let (_, programs) = SchedClassifier::query_tcx("wg0", TcAttachType::Ingress).unwrap();
+        programs
+            .iter()
+            .filter_map(|p| p.name_as_str().map(str::to_owned))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(attached, ["eh_nat_fwd"]);
 }
 
 #[test]
@@ -108,14 +159,32 @@ fn down_leaves_nothing_behind() {
     let (code, _, err) = lab.cli(&["down"]).unwrap();
     assert_eq!(code, 0, "{err}");
 
-    assert!(!lab.daemon.as_mut().unwrap().is_running(), "the daemon was stopped");
-    assert!(lab.hub.ip(&["link", "show", "wg0"]).is_err(), "wg0 left behind");
-    assert_eq!(lab.hub_wireguard_pid().unwrap(), None, "wireguard-go left behind");
+    assert!(
+        !lab.daemon.as_mut().unwrap().is_running(),
+        "the daemon was stopped"
+    );
+    assert!(
+        lab.hub.ip(&["link", "show", "wg0"]).is_err(),
+        "wg0 left behind"
+    );
+    assert_eq!(
+        lab.hub_wireguard_pid().unwrap(),
+        None,
+        "wireguard-go left behind"
+    );
     assert!(lab.hub_uapi().get().is_err(), "control socket left behind");
-    assert!(!lab.pins.path().exists(), "pins left behind in {}", lab.pins.path().display());
+    assert!(
+        !lab.pins.path().exists(),
+        "pins left behind in {}",
+        lab.pins.path().display()
+    );
     let routes = lab.hub.ip(&["route", "show", "proto", "static"]).unwrap();
     assert!(routes.stdout.is_empty(), "routes left behind");
-    assert_eq!(read_ip_forward(&lab.hub), forward_before, "ip_forward not restored");
+    assert_eq!(
+        read_ip_forward(&lab.hub),
+        forward_before,
+        "ip_forward not restored"
+    );
     let runtime: Vec<_> = std::fs::read_dir(lab.runtime_dir()).unwrap().collect();
     assert!(runtime.is_empty(), "runtime files left behind: {runtime:?}");
 }

@@ -47,8 +47,8 @@ fn gc(lab: &NatLab, nat: &mut Nat) -> usize {
 
 #[test]
 fn two_thousand_concurrent_connections_then_expiry() {
-    require_root();
     const CONNECTIONS: usize = 2_000;
+    require_root();
     let lab = NatLab::new(Tunnel::Veth).unwrap();
     let _echo = echo(&lab);
     let mut config = lab.config(PORT);
@@ -56,20 +56,31 @@ fn two_thousand_concurrent_connections_then_expiry() {
     let mut nat = lab.start_nat(&config).unwrap();
 
     // Open them all, then use each one: every flow is live at the same time.
-    let mut streams: Vec<TcpStream> =
-        (0..CONNECTIONS).map(|_| connect(&lab.edge, vip(), TIMEOUT).unwrap()).collect();
+    let mut streams: Vec<TcpStream> = (0..CONNECTIONS)
+        .map(|_| connect(&lab.edge, vip(), TIMEOUT).unwrap())
+        .collect();
     for (i, stream) in streams.iter_mut().enumerate() {
-        assert!(round_trip(stream, &i.to_be_bytes()).unwrap(), "connection {i}");
+        assert!(
+            round_trip(stream, &i.to_be_bytes()).unwrap(),
+            "connection {i}"
+        );
     }
 
     let flows = read_flows(lab.pins.path()).unwrap();
     assert_eq!(flows.len(), CONNECTIONS);
     let ports: HashSet<u16> = flows.iter().map(|f| f.translated.src.port()).collect();
-    assert_eq!(ports.len(), CONNECTIONS, "SNAT ports are unique per backend");
+    assert_eq!(
+        ports.len(),
+        CONNECTIONS,
+        "SNAT ports are unique per backend"
+    );
     assert!(flows.iter().all(|f| f.state == "established"));
     let counters = read_counters(lab.pins.path()).unwrap();
     assert_eq!(counters.new_flows, CONNECTIONS as u64);
-    assert_eq!(counters.drop_no_port + counters.drop_no_flow + counters.drop_error, 0);
+    assert_eq!(
+        counters.drop_no_port + counters.drop_no_flow + counters.drop_error,
+        0
+    );
 
     // Established flows are not expired.
     assert_eq!(gc(&lab, &mut nat), 0);
@@ -77,10 +88,18 @@ fn two_thousand_concurrent_connections_then_expiry() {
     // Closed: every flow reaches `closing`, then the collector removes both entries of each.
     drop(streams);
     assert!(eventually(TIMEOUT, || {
-        read_flows(lab.pins.path()).unwrap().iter().all(|f| f.state == "closing")
+        read_flows(lab.pins.path())
+            .unwrap()
+            .iter()
+            .all(|f| f.state == "closing")
     }));
-    // Let the last FIN/ACKs pass before expiring (they would otherwise count as no_flow).
-    std::thread::sleep(Duration::from_millis(100));
+    // The last FIN/ACKs pass before expiry (they would otherwise count as no_flow).
+    assert!(eventually(TIMEOUT, || {
+        read_flows(lab.pins.path())
+            .unwrap()
+            .iter()
+            .all(|f| f.idle_ns > 50_000_000)
+    }));
     assert_eq!(gc(&lab, &mut nat), CONNECTIONS);
     assert!(read_flows(lab.pins.path()).unwrap().is_empty());
     let dump = bpftool_dump(&lab.pins.path().join("NAT_FLOWS")).unwrap();
@@ -92,7 +111,9 @@ fn peers_sharing_a_source_port_get_distinct_translations() {
     require_root();
     let lab = NatLab::new(Tunnel::Veth).unwrap();
     let _echo = echo(&lab);
-    lab.edge.ip(&["addr", "add", "10.90.1.3/24", "dev", "eh-et"]).unwrap();
+    lab.edge
+        .ip(&["addr", "add", "10.90.1.3/24", "dev", "eh-et"])
+        .unwrap();
     let _nat = lab.start_nat(&lab.config(PORT)).unwrap();
 
     let mut streams = Vec::new();
@@ -116,11 +137,24 @@ fn nix_bound_stream(source: SocketAddrV4) -> TcpStream {
         AddressFamily, SockFlag, SockType, SockaddrIn, bind, connect as nix_connect, setsockopt,
         socket, sockopt::ReuseAddr,
     };
-    let fd = socket(AddressFamily::Inet, SockType::Stream, SockFlag::empty(), None).unwrap();
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::empty(),
+        None,
+    )
+    .unwrap();
     setsockopt(&fd, ReuseAddr, &true).unwrap();
-    bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn::from(source)).unwrap();
-    nix_connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn::from(SocketAddrV4::new(VIP, PORT)))
-        .unwrap();
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrIn::from(source),
+    )
+    .unwrap();
+    nix_connect(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrIn::from(SocketAddrV4::new(VIP, PORT)),
+    )
+    .unwrap();
     let stream = TcpStream::from(fd);
     stream.set_read_timeout(Some(TIMEOUT)).unwrap();
     stream
@@ -128,8 +162,8 @@ fn nix_bound_stream(source: SocketAddrV4) -> TcpStream {
 
 #[test]
 fn full_port_range_drops_new_flows_and_counts_them() {
-    require_root();
     const RANGE: u16 = 16;
+    require_root();
     let lab = NatLab::new(Tunnel::Veth).unwrap();
     let _echo = echo(&lab);
     let mut config = lab.config(PORT);
@@ -150,7 +184,11 @@ fn full_port_range_drops_new_flows_and_counts_them() {
     let counters = read_counters(lab.pins.path()).unwrap();
     assert!(counters.drop_no_port >= failures as u64, "{counters:#?}");
     let flows = read_flows(lab.pins.path()).unwrap();
-    assert!(flows.iter().all(|f| config.port_range.contains(&f.translated.src.port())));
+    assert!(
+        flows
+            .iter()
+            .all(|f| config.port_range.contains(&f.translated.src.port()))
+    );
     for stream in &mut streams {
         assert!(round_trip(stream, b"still fine").unwrap());
     }
@@ -161,8 +199,11 @@ fn apply_changes_timeouts_and_backends_live() {
     require_root();
     let lab = NatLab::new(Tunnel::Veth).unwrap();
     let _echo = echo(&lab);
-    let _second = EchoServer::start(&lab.db, SocketAddr::V4(SocketAddrV4::new(DB_ADDR, PORT + 1)))
-        .unwrap();
+    let _second = EchoServer::start(
+        &lab.db,
+        SocketAddr::V4(SocketAddrV4::new(DB_ADDR, PORT + 1)),
+    )
+    .unwrap();
     let mut config = lab.config(PORT);
     let mut nat = lab.start_nat(&config).unwrap();
     let mut kept = connect(&lab.edge, vip(), TIMEOUT).unwrap();
@@ -197,10 +238,16 @@ fn apply_changes_timeouts_and_backends_live() {
         let _inside = lab.hub.enter().unwrap();
         nat.apply(&config).unwrap();
     }
-    std::thread::sleep(Duration::from_millis(5));
+    assert!(eventually(TIMEOUT, || {
+        read_flows(lab.pins.path())
+            .unwrap()
+            .iter()
+            .all(|f| f.idle_ns > 1_000_000)
+    }));
     assert_eq!(gc(&lab, &mut nat), 1);
     let before = read_counters(lab.pins.path()).unwrap().drop_no_flow;
-    kept.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    kept.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     assert!(round_trip(&mut kept, b"expired").is_err());
     assert!(read_counters(lab.pins.path()).unwrap().drop_no_flow > before);
 }

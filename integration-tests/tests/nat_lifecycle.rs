@@ -9,7 +9,9 @@ use std::{
 
 use hub_daemon::nat::{Nat, read_counters, read_flows};
 use integration_tests::{
-    nat_lab::{DB_ADDR, HUB_EGRESS_IF, HUB_TUNNEL_VETH, NatLab, Tunnel, VIP, bpftool_dump, tcx_programs},
+    nat_lab::{
+        DB_ADDR, HUB_EGRESS_IF, HUB_TUNNEL_VETH, NatLab, Tunnel, VIP, bpftool_dump, tcx_programs,
+    },
     require_root,
     tcp_echo::{EchoServer, connect, round_trip},
     veth_pair,
@@ -26,7 +28,8 @@ fn vip() -> SocketAddr {
 fn restart_adopts_pins_and_open_flows_survive() {
     require_root();
     let lab = NatLab::new(Tunnel::Veth).unwrap();
-    let _echo = EchoServer::start(&lab.db, SocketAddr::V4(SocketAddrV4::new(DB_ADDR, PORT))).unwrap();
+    let _echo =
+        EchoServer::start(&lab.db, SocketAddr::V4(SocketAddrV4::new(DB_ADDR, PORT))).unwrap();
     let config = lab.config(PORT);
 
     // A connection through the first daemon run.
@@ -43,24 +46,40 @@ fn restart_adopts_pins_and_open_flows_survive() {
     let _nat = lab.start_nat(&config).unwrap();
     assert!(round_trip(&mut stream, b"after").unwrap());
     let after = read_counters(lab.pins.path()).unwrap();
-    assert!(after.forwarded > before.forwarded, "{before:?} -> {after:?}");
-    assert_eq!(after.new_flows, 1, "the open flow was not recreated: {after:#?}");
+    assert!(
+        after.forwarded > before.forwarded,
+        "{before:?} -> {after:?}"
+    );
+    assert_eq!(
+        after.new_flows, 1,
+        "the open flow was not recreated: {after:#?}"
+    );
     assert_eq!(read_flows(lab.pins.path()).unwrap().len(), 1);
-    assert_eq!(tcx_programs(&lab.hub, HUB_TUNNEL_VETH).unwrap(), ["eh_nat_fwd"]);
-    assert_eq!(tcx_programs(&lab.hub, HUB_EGRESS_IF).unwrap(), ["eh_nat_reply"]);
+    assert_eq!(
+        tcx_programs(&lab.hub, HUB_TUNNEL_VETH).unwrap(),
+        ["eh_nat_fwd"]
+    );
+    assert_eq!(
+        tcx_programs(&lab.hub, HUB_EGRESS_IF).unwrap(),
+        ["eh_nat_reply"]
+    );
 
     // bpftool names the fields from BTF.
     let counters = bpftool_dump(&lab.pins.path().join("NAT_COUNTERS")).unwrap();
     assert!(counters.contains("\"drop_not_peer\""), "{counters}");
     let flows = bpftool_dump(&lab.pins.path().join("NAT_FLOWS")).unwrap();
-    assert!(flows.contains("\"rewrite\"") && flows.contains("\"db_handshake_ns\""), "{flows}");
+    assert!(
+        flows.contains("\"rewrite\"") && flows.contains("\"db_handshake_ns\""),
+        "{flows}"
+    );
 }
 
 #[test]
 fn remove_detaches_and_unpins_everything() {
     require_root();
     let lab = NatLab::new(Tunnel::Veth).unwrap();
-    let _echo = EchoServer::start(&lab.db, SocketAddr::V4(SocketAddrV4::new(DB_ADDR, PORT))).unwrap();
+    let _echo =
+        EchoServer::start(&lab.db, SocketAddr::V4(SocketAddrV4::new(DB_ADDR, PORT))).unwrap();
     let nat = lab.start_nat(&lab.config(PORT)).unwrap();
     let mut stream = connect(&lab.edge, vip(), TIMEOUT).unwrap();
     assert!(round_trip(&mut stream, b"hello").unwrap());
@@ -72,7 +91,9 @@ fn remove_detaches_and_unpins_everything() {
     assert!(tcx_programs(&lab.hub, HUB_TUNNEL_VETH).unwrap().is_empty());
     assert!(tcx_programs(&lab.hub, HUB_EGRESS_IF).unwrap().is_empty());
     // Without the NAT nobody answers for the VIP.
-    stream.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     assert!(round_trip(&mut stream, b"gone").is_err());
 }
 
@@ -80,19 +101,35 @@ fn remove_detaches_and_unpins_everything() {
 fn recreated_tunnel_is_reattached() {
     require_root();
     let lab = NatLab::new(Tunnel::Veth).unwrap();
-    let _echo = EchoServer::start(&lab.db, SocketAddr::V4(SocketAddrV4::new(DB_ADDR, PORT))).unwrap();
+    let _echo =
+        EchoServer::start(&lab.db, SocketAddr::V4(SocketAddrV4::new(DB_ADDR, PORT))).unwrap();
     let mut nat = lab.start_nat(&lab.config(PORT)).unwrap();
     assert!(!lab_ensure(&lab, &mut nat), "nothing changed yet");
 
     // The tunnel interface goes away and comes back with a new ifindex.
     lab.hub.ip(&["link", "del", HUB_TUNNEL_VETH]).unwrap();
-    veth_pair(&lab.edge, "eh-et", "10.90.1.2/24", &lab.hub, HUB_TUNNEL_VETH, "10.90.1.1/24")
+    veth_pair(
+        &lab.edge,
+        "eh-et",
+        "10.90.1.2/24",
+        &lab.hub,
+        HUB_TUNNEL_VETH,
+        "10.90.1.1/24",
+    )
+    .unwrap();
+    lab.edge
+        .ip(&["route", "add", "10.99.0.0/24", "via", "10.90.1.1"])
         .unwrap();
-    lab.edge.ip(&["route", "add", "10.99.0.0/24", "via", "10.90.1.1"]).unwrap();
     assert!(tcx_programs(&lab.hub, HUB_TUNNEL_VETH).unwrap().is_empty());
 
-    assert!(lab_ensure(&lab, &mut nat), "the new interface was not noticed");
-    assert_eq!(tcx_programs(&lab.hub, HUB_TUNNEL_VETH).unwrap(), ["eh_nat_fwd"]);
+    assert!(
+        lab_ensure(&lab, &mut nat),
+        "the new interface was not noticed"
+    );
+    assert_eq!(
+        tcx_programs(&lab.hub, HUB_TUNNEL_VETH).unwrap(),
+        ["eh_nat_fwd"]
+    );
     let mut stream = connect(&lab.edge, vip(), TIMEOUT).unwrap();
     assert!(round_trip(&mut stream, b"again").unwrap());
 }

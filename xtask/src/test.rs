@@ -41,6 +41,8 @@ pub fn run(workspace: &Path, no_setup: bool, cargo_args: &[String]) -> anyhow::R
         totals.ignored
     );
 
+    // The units, against the binaries `cargo test` has just built.
+    util::run(Command::new("bash").arg(workspace.join("systemd/verify.sh")))?;
     lab::smoke_test(workspace)?;
 
     let after: Vec<String> = leftovers()

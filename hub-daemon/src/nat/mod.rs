@@ -156,6 +156,20 @@ impl From<LoadError> for NatError {
 /// namespace), in order: `eh_nat_fwd` on the tunnel and `eh_nat_reply` on the egress
 /// interface once the NAT runs.
 pub fn attached_programs(iface: &str) -> Result<Vec<String>, NatError> {
+    Ok(pins::attached(iface)?.into_iter().map(|p| p.name).collect())
+}
+
+/// Run statistics of a program attached at tcx ingress. The kernel counts only while
+/// `kernel.bpf_stats_enabled` is 1.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ProgramStats {
+    pub name: String,
+    pub run_count: u64,
+    pub run_time_ns: u64,
+}
+
+/// Run statistics of the programs attached at tcx ingress of `iface`.
+pub fn attached_program_stats(iface: &str) -> Result<Vec<ProgramStats>, NatError> {
     pins::attached(iface)
 }
 

@@ -16,7 +16,7 @@ use aya::programs::{
     tc::{SchedClassifierLink, TcAttachOptions},
 };
 
-use super::NatError;
+use super::{NatError, ProgramStats};
 
 /// Every map the NAT pins, by its name in the object.
 pub const MAPS: [&str; 6] = [
@@ -73,11 +73,17 @@ pub fn attach(
     remove_file(&path)?;
     // A program of ours attached without our pin (pins deleted by hand, a crashed run that
     // never pinned): attaching again would translate every packet twice.
-    let name = program.info().ok().and_then(|i| i.name_as_str().map(str::to_owned));
+    let name = program
+        .info()
+        .ok()
+        .and_then(|i| i.name_as_str().map(str::to_owned));
     if let Some(name) = name
-        && attached(iface)?.contains(&name)
+        && attached(iface)?.iter().any(|p| p.name == name)
     {
-        return Err(NatError::AlreadyAttached { program: name, iface: iface.to_owned() });
+        return Err(NatError::AlreadyAttached {
+            program: name,
+            iface: iface.to_owned(),
+        });
     }
     let options = TcAttachOptions::TcxOrder(LinkOrder::default());
     let id = program
@@ -96,15 +102,24 @@ pub fn attach(
     Ok(())
 }
 
-/// Names of the programs attached at tcx ingress of `iface`, in order.
-pub fn attached(iface: &str) -> Result<Vec<String>, NatError> {
-    let (_, programs) = SchedClassifier::query_tcx(iface, TcAttachType::Ingress)
-        .map_err(|source| NatError::Attach {
-            program: "tcx query".to_owned(),
-            iface: iface.to_owned(),
-            source: Box::new(source),
+/// The programs attached at tcx ingress of `iface`, in order.
+pub fn attached(iface: &str) -> Result<Vec<ProgramStats>, NatError> {
+    let (_, programs) =
+        SchedClassifier::query_tcx(iface, TcAttachType::Ingress).map_err(|source| {
+            NatError::Attach {
+                program: "tcx query".to_owned(),
+                iface: iface.to_owned(),
+                source: Box::new(source),
+            }
         })?;
-    Ok(programs.iter().map(|p| p.name_as_str().unwrap_or_default().to_owned()).collect())
+    Ok(programs
+        .iter()
+        .map(|p| ProgramStats {
+            name: p.name_as_str().unwrap_or_default().to_owned(),
+            run_count: p.run_count(),
+            run_time_ns: u64::try_from(p.run_time().as_nanos()).unwrap_or(u64::MAX),
+        })
+        .collect())
 }
 
 /// bpffs's `statfs` magic number.

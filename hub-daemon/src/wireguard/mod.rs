@@ -4,6 +4,7 @@
 //! Changes are computed as a diff against the running device, never as a full replace, so
 //! peers that stay keep their sessions, handshakes and roamed endpoints.
 
+pub mod kernel;
 pub mod uapi;
 pub mod userspace;
 
