@@ -48,6 +48,27 @@ pub const fn update32(check: u16, old: u32, new: u32) -> u16 {
     update16(check, old as u16, new as u16)
 }
 
+/// Adds the change of one 16-bit word from `old` to `new` (`~m + m'`) to a running
+/// difference `acc` (start at 0). Apply the total with [`apply_diff`], or hand it to
+/// `bpf_l4_csum_replace` with a zero field size, which applies it the same way.
+#[must_use]
+pub const fn diff16(acc: u16, old: u16, new: u16) -> u16 {
+    fold(acc as u32 + (!old as u32) + (new as u32))
+}
+
+/// Adds the change of a 32-bit field (two words) to a running difference.
+#[must_use]
+pub const fn diff32(acc: u16, old: u32, new: u32) -> u16 {
+    let acc = diff16(acc, (old >> 16) as u16, (new >> 16) as u16);
+    diff16(acc, old as u16, new as u16)
+}
+
+/// The checksum after applying a difference from [`diff16`]/[`diff32`].
+#[must_use]
+pub const fn apply_diff(check: u16, diff: u16) -> u16 {
+    !fold((!check as u32) + (diff as u32))
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -56,7 +77,7 @@ mod tests {
 
     use proptest::prelude::*;
 
-    use super::{compute, update16, update32};
+    use super::{apply_diff, compute, diff16, diff32, update16, update32};
 
     fn with_checksum(mut data: Vec<u8>, at: usize) -> Vec<u8> {
         data[at] = 0;
@@ -118,6 +139,48 @@ mod tests {
             let incremental = update32(check, old, new);
             changed[0..2].copy_from_slice(&incremental.to_ne_bytes());
 
+            prop_assert_eq!(compute(&changed), 0);
+        }
+
+        #[test]
+        fn a_summed_difference_equals_the_updates_one_by_one(
+            check in any::<u16>(),
+            addrs in any::<[(u32, u32); 2]>(),
+            ports in any::<[(u16, u16); 2]>(),
+        ) {
+            let mut diff = 0;
+            let mut one_by_one = check;
+            for (old, new) in addrs {
+                diff = diff32(diff, old, new);
+                one_by_one = update32(one_by_one, old, new);
+            }
+            for (old, new) in ports {
+                diff = diff16(diff, old, new);
+                one_by_one = update16(one_by_one, old, new);
+            }
+            // Equal as one's-complement numbers (0 and 0xffff are both zero).
+            let summed = apply_diff(check, diff);
+            prop_assert!(summed == one_by_one || summed ^ one_by_one == 0xffff);
+        }
+
+        #[test]
+        fn a_difference_over_real_data_verifies(
+            words in proptest::collection::vec(any::<u16>(), 8..40),
+            new in any::<(u32, u32, u16)>(),
+        ) {
+            let data: Vec<u8> = words.iter().flat_map(|w| w.to_be_bytes()).collect();
+            let data = with_checksum(data, 0);
+            let read32 = |d: &[u8], at: usize| u32::from_ne_bytes([d[at], d[at + 1], d[at + 2], d[at + 3]]);
+            let check = u16::from_ne_bytes([data[0], data[1]]);
+            let mut diff = diff32(0, read32(&data, 2), new.0);
+            diff = diff32(diff, read32(&data, 6), new.1);
+            diff = diff16(diff, u16::from_ne_bytes([data[10], data[11]]), new.2);
+
+            let mut changed = data.clone();
+            changed[2..6].copy_from_slice(&new.0.to_ne_bytes());
+            changed[6..10].copy_from_slice(&new.1.to_ne_bytes());
+            changed[10..12].copy_from_slice(&new.2.to_ne_bytes());
+            changed[0..2].copy_from_slice(&apply_diff(check, diff).to_ne_bytes());
             prop_assert_eq!(compute(&changed), 0);
         }
     }

@@ -59,7 +59,25 @@ pub struct TcpHdr {
     pub urg_ptr: u16,
 }
 
+/// ICMP header; for errors, the offending packet's IPv4 header and first 8 bytes follow.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IcmpHdr {
+    pub kind: u8,
+    pub code: u8,
+    pub check: u16,
+    /// Unused, or the next-hop MTU (fragmentation needed), or a pointer.
+    pub rest: u32,
+}
+
+/// ICMP types the NAT translates.
+pub mod icmp_type {
+    pub const DEST_UNREACHABLE: u8 = 3;
+    pub const TIME_EXCEEDED: u8 = 11;
+}
+
 const _: () = assert!(size_of::<EthHdr>() == 14);
+const _: () = assert!(size_of::<IcmpHdr>() == 8);
 const _: () = assert!(size_of::<Ipv4Hdr>() == 20);
 const _: () = assert!(size_of::<TcpHdr>() == 20);
 
@@ -67,6 +85,8 @@ const _: () = assert!(size_of::<TcpHdr>() == 20);
 pub const ETH_LEN: usize = size_of::<EthHdr>();
 /// Length of an IPv4 header without options.
 pub const IPV4_LEN: usize = size_of::<Ipv4Hdr>();
+/// Length of an ICMP header.
+pub const ICMP_LEN: usize = size_of::<IcmpHdr>();
 /// Length of a TCP header without options.
 pub const TCP_LEN: usize = size_of::<TcpHdr>();
 /// Longest TCP header (data offset 15 words).
@@ -91,6 +111,7 @@ pub mod offset {
     pub const TCP_DEST: usize = offset_of!(TcpHdr, dest);
     pub const TCP_FLAGS: usize = offset_of!(TcpHdr, flags);
     pub const TCP_CHECK: usize = offset_of!(TcpHdr, check);
+    pub const ICMP_CHECK: usize = offset_of!(super::IcmpHdr, check);
 }
 
 /// TCP flag bits (the `flags` byte).

@@ -36,7 +36,9 @@ pub struct NatSettings {
     pub mss: u16,
     /// 1 once the daemon has written the settings; the programs pass everything before.
     pub enabled: u8,
-    pub pad: u8,
+    /// 1: hand translated packets back to the kernel's forwarding (`TC_ACT_OK`) instead of
+    /// redirecting them. Only for measuring the two against each other.
+    pub kernel_forwarding: u8,
 }
 
 const _: () = assert!(core::mem::size_of::<NatSettings>() == 28);

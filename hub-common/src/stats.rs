@@ -39,9 +39,11 @@ pub struct NatCounters {
     pub drop_error: u64,
     /// TTL would reach zero.
     pub drop_ttl: u64,
+    /// ICMP errors about a flow translated back towards its peer.
+    pub icmp_translated: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<NatCounters>() == 16 * 8);
+const _: () = assert!(core::mem::size_of::<NatCounters>() == 17 * 8);
 
 impl NatCounters {
     /// Adds another CPU's counters to these.
@@ -64,6 +66,7 @@ impl NatCounters {
             drop_protocol: self.drop_protocol.wrapping_add(o.drop_protocol),
             drop_error: self.drop_error.wrapping_add(o.drop_error),
             drop_ttl: self.drop_ttl.wrapping_add(o.drop_ttl),
+            icmp_translated: self.icmp_translated.wrapping_add(o.icmp_translated),
         }
     }
 }

@@ -121,14 +121,8 @@ async fn serve(config: Config, paths: &Paths) -> Result<(), DaemonError> {
                 signal = stop,
                 "stopping and removing the dataplane (daemon.on_stop = remove)"
             );
-            let pin_dir = running.config.pin_dir.clone();
             drop(running.nat);
-            teardown::remove(
-                &teardown::Target::from_config(&running.config),
-                paths,
-                &pin_dir,
-            )
-            .await?;
+            teardown::remove(&teardown::Target::from_config(&running.config), paths).await?;
         }
     }
     Ok(())

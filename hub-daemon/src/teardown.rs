@@ -3,7 +3,7 @@
 //! it changed, as recorded in the runtime directory.
 
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     time::{Duration, Instant},
 };
 
@@ -78,14 +78,14 @@ pub async fn down(config: Option<&Config>, paths: &Paths) -> Result<(), Teardown
         },
         _ => return Err(TeardownError::Unknown),
     };
-    remove(&target, paths, &target.pin_dir).await
+    remove(&target, paths).await
 }
 
 /// Removes the NAT, the tunnel edgehub started, and restores sysctls.
-pub async fn remove(target: &Target, paths: &Paths, pin_dir: &Path) -> Result<(), TeardownError> {
+pub async fn remove(target: &Target, paths: &Paths) -> Result<(), TeardownError> {
     let mut record = paths.runtime.load()?;
 
-    Nat::remove(pin_dir)?;
+    Nat::remove(&target.pin_dir)?;
 
     let netlink = Netlink::connect()?;
     if record.started_userspace || record.created_kernel_link {

@@ -249,3 +249,20 @@ pub fn routes(config: &Config) -> Vec<Ipv4Net> {
         .filter(|net| !own.contains(net))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_cover_peers_outside_the_tunnel_subnet_only() {
+        let mut config = crate::config::sample();
+        config.peers[1].allowed_ips = vec!["10.50.0.128/25".parse().unwrap()];
+        let expected: Vec<Ipv4Net> = vec!["10.50.1.1/32".parse().unwrap()];
+        assert_eq!(
+            routes(&config),
+            expected,
+            "10.50.0.128/25 is on wg0's own /24"
+        );
+    }
+}

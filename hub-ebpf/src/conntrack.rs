@@ -30,43 +30,48 @@ fn is_opening(flags: u8) -> bool {
     flags & (tcp_flags::SYN | tcp_flags::ACK | tcp_flags::RST) == tcp_flags::SYN
 }
 
-/// The forward entry of a peer's packet, created if the packet opens a flow.
+/// The forward entry of a peer's packet, if its flow exists. A SYN on a closed flow (the
+/// peer reusing its port) starts it over with the same translation.
 #[inline(always)]
-pub fn forward_entry(
+pub fn existing(key: FlowKey, flags: u8) -> Option<*mut FlowEntry> {
+    let entry = NAT_FLOWS.get_ptr_mut(key)?;
+    // SAFETY: a map value pointer, valid for this program run.
+    let flow = unsafe { &mut *entry };
+    if is_opening(flags) && flow.state >= tcp_state::CLOSING {
+        flow.state = tcp_state::SYN_SENT;
+        flow.fin = 0;
+        flow.awaiting_response = 0;
+        flow.syn_ns = now();
+    }
+    Some(entry)
+}
+
+/// Creates the flow a peer's SYN opens and returns its forward entry.
+#[inline(always)]
+pub fn create(
     key: &FlowKey,
     service: &ServiceEntry,
     settings: &NatSettings,
     flags: u8,
 ) -> Result<*mut FlowEntry, Reason> {
-    if let Some(entry) = NAT_FLOWS.get_ptr_mut(key) {
-        // SAFETY: a map value pointer, valid for this program run.
-        let flow = unsafe { &mut *entry };
-        if is_opening(flags) && flow.state >= tcp_state::CLOSING {
-            // The peer reuses its port after a close: same translation, fresh state.
-            flow.state = tcp_state::SYN_SENT;
-            flow.fin = 0;
-            flow.awaiting_response = 0;
-            flow.syn_ns = now();
-        }
-        return Ok(entry);
-    }
     if !is_opening(flags) {
         return Err(Reason::NoFlow);
     }
-    create(key, service, settings)?;
+    insert(key, service, settings)?;
     NAT_FLOWS.get_ptr_mut(key).ok_or(Reason::Error)
 }
 
 /// Picks a backend and a free SNAT port, and inserts both entries of a new flow.
 #[inline(always)]
-fn create(key: &FlowKey, service: &ServiceEntry, settings: &NatSettings) -> Result<(), Reason> {
+fn insert(key: &FlowKey, service: &ServiceEntry, settings: &NatSettings) -> Result<(), Reason> {
     let count_backends = service.count.min(MAX_BACKENDS as u32);
     if count_backends == 0 {
         return Err(Reason::NoBackend);
     }
     // Range reduction by multiply and shift, not `%`: the verifier follows the bounds of
     // a product of bounded values, not those of a remainder.
-    let spread = (key.saddr ^ key.daddr ^ u32::from(key.sport)) & 0xffff;
+    // Fibonacci hashing mixes the peer's address and port into the top 16 bits.
+    let spread = (key.saddr ^ key.daddr ^ u32::from(key.sport)).wrapping_mul(0x9e37_79b1) >> 16;
     let backend = service
         .backends
         .get(((spread * count_backends) >> 16) as usize)

@@ -14,6 +14,7 @@
 
 mod conntrack;
 mod count;
+mod icmp;
 mod mss;
 mod nat;
 mod packet;

@@ -5,7 +5,7 @@ use core::mem::size_of;
 use aya_ebpf::programs::TcContext;
 use hub_common::headers::{
     ETH_LEN, ETH_P_IP, EthHdr, IPPROTO_TCP, IPV4_FRAG_MASK, IPV4_LEN, IPV4_VERSION_IHL, Ipv4Hdr,
-    TCP_LEN, TCP_MAX_LEN, TcpHdr,
+    TCP_LEN, TcpHdr,
 };
 
 use crate::stats::Reason;
@@ -46,10 +46,14 @@ pub fn ipv4_offset(ctx: &TcContext, link_len: usize) -> Result<Option<usize>, Re
     Ok((eth.ether_type == ETH_P_IP.to_be()).then_some(ETH_LEN))
 }
 
-/// Makes the headers the NAT reads linear, so `ptr_at` can reach them.
+/// Makes the IPv4 and TCP headers (without TCP options) linear, so `ptr_at` reaches them.
+///
+/// Only pulls when they are not already: pulling copies payload out of the fragments of a
+/// GSO packet, and TCP options (read only for MSS clamping) go through `bpf_skb_load_bytes`,
+/// which reads fragments too.
 #[inline(always)]
 pub fn pull_headers(ctx: &TcContext, l3: usize) -> Result<(), Reason> {
-    let want = (l3 + IPV4_LEN + TCP_MAX_LEN).min(ctx.len() as usize);
+    let want = (l3 + IPV4_LEN + TCP_LEN).min(ctx.len() as usize);
     if ctx.data() + want > ctx.data_end() {
         ctx.pull_data(want as u32).map_err(|_| Reason::Error)?;
     }

@@ -5,8 +5,10 @@
 //! skips: without root it fails, saying so, because a skipped privileged test in CI would
 //! hide a broken dataplane.
 
+pub mod binaries;
 pub mod bpffs;
 pub mod crafted;
+pub mod hub_edge;
 pub mod hub_lab;
 pub mod nat_lab;
 pub mod netns;

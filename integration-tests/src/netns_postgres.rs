@@ -79,7 +79,7 @@ impl NetnsPostgres {
         loop {
             let ready = ns
                 .command(&format!("{BIN}/pg_isready"))
-                .args(["-q", "-h", addr, "-p", &port_s])
+                .args(["-q", "-U", "postgres", "-h", addr, "-p", &port_s])
                 .status()?;
             if ready.success() {
                 return Ok(pg);

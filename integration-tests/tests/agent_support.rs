@@ -74,42 +74,9 @@ pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
     (status, body)
 }
 
-/// The real `edge-agent` binary: `$EDGE_AGENT_BIN` when set (`cargo xtask test` points it at
-/// the binary its `cargo test --workspace` has just built), else built on first use with
-/// `cargo build -p agent` into its own target directory beside this test's (so the running
-/// `cargo test` lock is not in the way).
+/// The real `edge-agent` binary (`$EDGE_AGENT_BIN`, or built on first use).
 pub fn edge_agent_binary() -> std::path::PathBuf {
-    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("EDGE_AGENT_BIN") {
-            return bin.into();
-        }
-        let exe = std::env::current_exe().expect("test exe");
-        // <target>/<profile>/deps/<test> -> <target>
-        let target = exe
-            .ancestors()
-            .nth(3)
-            .expect("target dir")
-            .join("agent-bin");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let status = std::process::Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "agent",
-                "--bin",
-                "edge-agent",
-                "--manifest-path",
-            ])
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-            .env("CARGO_TARGET_DIR", &target)
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build -p agent failed");
-        target.join("debug").join("edge-agent")
-    })
-    .clone()
+    integration_tests::binaries::workspace_binary("agent", "edge-agent", "EDGE_AGENT_BIN")
 }
 
 /// Waits until `GET url` answers, with a deadline.

@@ -14,6 +14,9 @@ fn two_edges_reach_the_database_and_see_only_their_own_flows() {
     let config = lab.config_text(&[&lab.edges[0], &lab.edges[1]], "");
     lab.write_config(&config).unwrap();
     lab.start_daemon().unwrap();
+    // backend = "auto" on a kernel without WireGuard: userspace, and the log says so.
+    let log = lab.log();
+    assert!(log.contains("using the userspace implementation"), "{log}");
 
     // Both edges query the database through the VIP, each over its own tunnel.
     let limit = Duration::from_secs(20);
@@ -89,4 +92,25 @@ fn two_edges_reach_the_database_and_see_only_their_own_flows() {
     // The sessions are still fine.
     assert_eq!(one.ask("select 3").unwrap(), "3");
     assert_eq!(two.ask("select 4").unwrap(), "4");
+}
+
+#[test]
+fn kernel_backend_without_kernel_wireguard_fails_clearly() {
+    require_root();
+    let mut lab = HubLab::new(0).unwrap();
+    let config = lab
+        .config_text(&[], "")
+        .replace("backend = \"auto\"", "backend = \"kernel\"");
+    lab.write_config(&config).unwrap();
+
+    assert!(
+        lab.start_daemon().is_err(),
+        "started without kernel WireGuard"
+    );
+    let log = lab.log();
+    assert!(log.contains("RTM_NEWLINK wireguard wg0"), "{log}");
+    assert!(
+        lab.hub.ip(&["link", "show", "wg0"]).is_err(),
+        "a wg0 was left"
+    );
 }

@@ -40,6 +40,13 @@ fn session_survives_kill9_restart_reload_and_a_bad_reload() {
     // kill -9: the dataplane goes on without the daemon...
     lab.daemon.as_mut().unwrap().kill9();
     assert_eq!(session.ask("select 'alone'").unwrap(), "alone");
+    // status and flows read the pins and the tunnel without the daemon.
+    let status = lab.status().unwrap();
+    assert!(status["flows"].as_u64().unwrap() >= 1, "{status}");
+    assert_eq!(configured_peers(&lab), ["edge1", "edge2"]);
+    let (code, flows, err) = lab.cli(&["flows", "--json"]).unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(flows.contains("10.50.1.1"), "{flows}");
     // ...and a new daemon adopts it without breaking the session.
     lab.start_daemon().unwrap();
     lab.wait_log("adopted running userspace wireguard", 1, LIMIT)
@@ -54,6 +61,9 @@ fn session_survives_kill9_restart_reload_and_a_bad_reload() {
     let log = lab.log();
     assert_eq!(log.matches("wireguard peers updated").count(), 1, "{log}");
     assert_eq!(log.matches("interface configured").count(), 1, "{log}");
+    // Adopted, not attached twice.
+    assert_eq!(attached(&lab, "wg0"), ["eh_nat_fwd"]);
+    assert_eq!(attached(&lab, "eh-hd"), ["eh_nat_reply"]);
 
     // SIGTERM (systemctl stop/restart) also leaves the dataplane, by default.
     let pid = Pid::from_raw(lab.daemon.as_ref().unwrap().pid().cast_signed());
@@ -133,16 +143,8 @@ fn recreated_tunnel_is_reconfigured_and_the_nat_reattached() {
         "again"
     );
 
-    // Exactly one attachment of the forward program on the new wg0 (tcx query).
-    let attached = {
-        let _inside = lab.hub.enter().unwrap();
-        let (_, programs) = SchedClassifier::query_tcx("wg0", TcAttachType::Ingress).unwrap();
-        programs
-            .iter()
-            .filter_map(|p| p.name_as_str().map(str::to_owned))
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(attached, ["eh_nat_fwd"]);
+    // Exactly one attachment of the forward program on the new wg0.
+    assert_eq!(attached(&lab, "wg0"), ["eh_nat_fwd"]);
 }
 
 #[test]
@@ -189,7 +191,42 @@ fn down_leaves_nothing_behind() {
     assert!(runtime.is_empty(), "runtime files left behind: {runtime:?}");
 }
 
+/// The names of the programs attached at tcx ingress of `iface` in the hub.
+fn attached(lab: &HubLab, iface: &str) -> Vec<String> {
+    let _inside = lab.hub.enter().unwrap();
+    let (_, programs) = SchedClassifier::query_tcx(iface, TcAttachType::Ingress).unwrap();
+    programs
+        .iter()
+        .filter_map(|p| p.name_as_str().map(str::to_owned))
+        .collect()
+}
+
 fn read_ip_forward(ns: &Netns) -> String {
     let out = ns.exec("cat", &["/proc/sys/net/ipv4/ip_forward"]).unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn sigterm_with_on_stop_remove_takes_the_dataplane_down() {
+    require_root();
+    let mut lab = HubLab::new(1).unwrap();
+    let config = lab.config_text(&[lab.edge(1)], "on_stop = \"remove\"\n");
+    lab.write_config(&config).unwrap();
+    lab.start_daemon().unwrap();
+    lab.edge(1).query_within("select 1", LIMIT).unwrap();
+
+    let pid = Pid::from_raw(lab.daemon.as_ref().unwrap().pid().cast_signed());
+    kill(pid, Signal::SIGTERM).unwrap();
+    lab.wait_log("edgehub removed", 1, LIMIT).unwrap();
+
+    assert!(
+        lab.hub.ip(&["link", "show", "wg0"]).is_err(),
+        "wg0 left behind"
+    );
+    assert_eq!(
+        lab.hub_wireguard_pid().unwrap(),
+        None,
+        "wireguard-go left behind"
+    );
+    assert!(!lab.pins.path().exists(), "pins left behind");
 }

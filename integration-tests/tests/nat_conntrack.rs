@@ -251,3 +251,37 @@ fn apply_changes_timeouts_and_backends_live() {
     assert!(round_trip(&mut kept, b"expired").is_err());
     assert!(read_counters(lab.pins.path()).unwrap().drop_no_flow > before);
 }
+
+#[test]
+fn new_flows_spread_over_several_backends() {
+    const CONNECTIONS: usize = 64;
+    require_root();
+    let lab = NatLab::new(Tunnel::Veth).unwrap();
+    let _first = echo(&lab);
+    let _second = EchoServer::start(
+        &lab.db,
+        SocketAddr::V4(SocketAddrV4::new(DB_ADDR, PORT + 1)),
+    )
+    .unwrap();
+    let mut config = lab.config(PORT);
+    config.services[0]
+        .backends
+        .push(SocketAddrV4::new(DB_ADDR, PORT + 1));
+    let _nat = lab.start_nat(&config).unwrap();
+
+    let mut streams: Vec<TcpStream> = (0..CONNECTIONS)
+        .map(|_| connect(&lab.edge, vip(), TIMEOUT).unwrap())
+        .collect();
+    for stream in &mut streams {
+        assert!(round_trip(stream, b"either backend").unwrap());
+    }
+    let flows = read_flows(lab.pins.path()).unwrap();
+    let on_second = flows
+        .iter()
+        .filter(|f| f.translated.dst.port() == PORT + 1)
+        .count();
+    assert!(
+        on_second > CONNECTIONS / 8 && on_second < CONNECTIONS * 7 / 8,
+        "{on_second} of {CONNECTIONS} flows on the second backend"
+    );
+}

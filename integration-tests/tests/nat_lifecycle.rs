@@ -138,3 +138,42 @@ fn lab_ensure(lab: &NatLab, nat: &mut Nat) -> bool {
     let _inside = lab.hub.enter().unwrap();
     nat.ensure_attached().unwrap()
 }
+
+#[test]
+fn pins_of_another_layout_are_refused_not_adopted() {
+    require_root();
+    let lab = NatLab::new(Tunnel::Veth).unwrap();
+    std::fs::create_dir_all(lab.pins.path()).unwrap();
+    // An older build's counters: one field fewer.
+    let old = lab.pins.path().join("NAT_COUNTERS");
+    integration_tests::netns::run(
+        std::process::Command::new("bpftool")
+            .args(["map", "create"])
+            .arg(&old)
+            .args([
+                "type",
+                "percpu_array",
+                "key",
+                "4",
+                "value",
+                "128",
+                "entries",
+                "1",
+            ])
+            .args(["name", "NAT_COUNTERS"]),
+    )
+    .unwrap();
+
+    let refused = lab
+        .start_nat(&lab.config(PORT))
+        .err()
+        .expect("adopted a foreign layout");
+    assert!(
+        refused.to_string().contains("another layout"),
+        "{refused:#}"
+    );
+    assert!(tcx_programs(&lab.hub, HUB_TUNNEL_VETH).unwrap().is_empty());
+
+    Nat::remove(lab.pins.path()).unwrap();
+    let _nat = lab.start_nat(&lab.config(PORT)).unwrap();
+}

@@ -1,7 +1,8 @@
 //! `cargo xtask test`: every test, as CI runs them.
 //!
-//! Order: setup, lint, the eBPF object, then `cargo test` over the whole workspace (unit,
-//! property and privileged network-namespace tests). A test that was skipped (ignored) fails
+//! Order: setup, lint, the eBPF object, `cargo test` over the whole workspace (unit, property
+//! and privileged network-namespace tests), `systemd-analyze verify` on the units, then a
+//! small lab end to end (two regions, short delays, both NATs). A test that was skipped (ignored) fails
 //! the run, and so does anything a test left behind (namespaces, bpffs pins).
 
 use std::{
@@ -27,6 +28,15 @@ pub fn run(workspace: &Path, no_setup: bool, cargo_args: &[String]) -> anyhow::R
     }
     lint::run(workspace)?;
     build_ebpf::run(workspace, false)?;
+    // Tests run these binaries as users would (`cargo test` alone builds only test harnesses).
+    util::run(Command::new("cargo").current_dir(workspace).args([
+        "build",
+        "--package",
+        "hub-daemon",
+        "--package",
+        "agent",
+        "--bins",
+    ]))?;
     let before = leftovers();
 
     let totals = cargo_test(workspace, cargo_args)?;
@@ -78,8 +88,9 @@ fn cargo_test(workspace: &Path, cargo_args: &[String]) -> anyhow::Result<Totals>
             "never",
         ])
         .args(cargo_args)
-        // The workspace's own debug build of the agent, for tests that run the real binary.
+        // The workspace's own debug builds, for tests that run the real binaries.
         .env("EDGE_AGENT_BIN", workspace.join("target/debug/edge-agent"))
+        .env("EDGEHUB_BIN", workspace.join("target/debug/edgehub"))
         .stdout(Stdio::piped());
     eprintln!("+ {}", util::describe(&cmd));
     let mut child = cmd.spawn().context("starting cargo test")?;

@@ -52,7 +52,7 @@ pub fn settings(config: &NatConfig, tunnel: IfaceInfo, egress: IfaceInfo) -> Nat
         port_max: *config.port_range.end(),
         mss: config.mss.unwrap_or(0),
         enabled: 1,
-        pad: 0,
+        kernel_forwarding: 0,
     }
 }
 

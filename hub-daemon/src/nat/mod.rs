@@ -119,6 +119,11 @@ pub enum NatError {
     },
     #[error("{program} is already attached to {iface} without a pinned link; detach it first")]
     AlreadyAttached { program: String, iface: String },
+    #[error(
+        "{map} pinned at {path} has another layout (an older edgehub?); \
+         remove the pins (`Nat::remove`) and start again"
+    )]
+    IncompatiblePins { map: &'static str, path: PathBuf },
     #[error("tcx link pinned at {path}")]
     Link {
         path: PathBuf,
@@ -163,6 +168,8 @@ pub fn attached_programs(iface: &str) -> Result<Vec<String>, NatError> {
 /// `kernel.bpf_stats_enabled` is 1.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ProgramStats {
+    /// The kernel's program id (`bpftool prog show id ...`).
+    pub id: u32,
     pub name: String,
     pub run_count: u64,
     pub run_time_ns: u64,
@@ -187,6 +194,7 @@ impl Nat {
         let pin_dir = &config.pin_dir;
         pins::prepare_dir(pin_dir)?;
         let adopting = pins::map_path(pin_dir, "NAT_SETTINGS").exists();
+        pins::check_layouts(pin_dir)?;
 
         tracing::info!(pin_dir = %pin_dir.display(), adopting, "loading the NAT");
         let paths: Vec<(&'static str, PathBuf)> = pins::MAPS
@@ -290,6 +298,16 @@ impl Nat {
                 Ok(())
             }
         }
+    }
+
+    /// Switches how translated packets are sent on: redirected by the programs (`false`, the
+    /// default and what edgehub uses) or handed back to the kernel's IP forwarding (`true`,
+    /// which needs `ip_forward`, `accept_local` on the tunnel and no strict `rp_filter`).
+    /// For measuring one against the other; not kept across `apply` or a restart.
+    pub fn set_kernel_forwarding(&mut self, on: bool) -> Result<(), NatError> {
+        let mut settings = maps::read_settings(self.map("NAT_SETTINGS")?)?;
+        settings.kernel_forwarding = u8::from(on);
+        maps::write_settings(self.map_mut("NAT_SETTINGS")?, settings)
     }
 
     /// The configuration in force.

@@ -28,6 +28,53 @@ pub const MAPS: [&str; 6] = [
     "NAT_HISTOGRAMS",
 ];
 
+/// The key and value sizes each pinned map must have to be adopted by this build.
+pub fn expected_sizes() -> [(&'static str, usize, usize); 6] {
+    use hub_common::{
+        conntrack::{FlowEntry, FlowKey},
+        service::{ServiceEntry, ServiceKey},
+        settings::NatSettings,
+        stats::{NatCounters, ServiceHistogram},
+    };
+    use std::mem::size_of;
+    [
+        ("NAT_SETTINGS", size_of::<u32>(), size_of::<NatSettings>()),
+        (
+            "NAT_SERVICES",
+            size_of::<ServiceKey>(),
+            size_of::<ServiceEntry>(),
+        ),
+        // An LPM key: prefix length, then the address.
+        ("NAT_PEERS", size_of::<u32>() + 4, size_of::<u8>()),
+        ("NAT_FLOWS", size_of::<FlowKey>(), size_of::<FlowEntry>()),
+        ("NAT_COUNTERS", size_of::<u32>(), size_of::<NatCounters>()),
+        (
+            "NAT_HISTOGRAMS",
+            size_of::<u32>(),
+            size_of::<ServiceHistogram>(),
+        ),
+    ]
+}
+
+/// Fails when a pinned map was made by a build with other map layouts: adopting it would
+/// make the programs fail to load (or worse, misread it).
+pub fn check_layouts(pin_dir: &Path) -> Result<(), NatError> {
+    for (map, key, value) in expected_sizes() {
+        let path = map_path(pin_dir, map);
+        if !path.exists() {
+            continue;
+        }
+        let info = aya::maps::MapInfo::from_pin(&path).map_err(|source| NatError::Map {
+            map,
+            source: Box::new(source),
+        })?;
+        if info.key_size() as usize != key || info.value_size() as usize != value {
+            return Err(NatError::IncompatiblePins { map, path });
+        }
+    }
+    Ok(())
+}
+
 /// The two programs, the pin name of each one's link, and the interface role.
 pub const FORWARD_PROGRAM: &str = "eh_nat_fwd";
 pub const REPLY_PROGRAM: &str = "eh_nat_reply";
@@ -115,6 +162,7 @@ pub fn attached(iface: &str) -> Result<Vec<ProgramStats>, NatError> {
     Ok(programs
         .iter()
         .map(|p| ProgramStats {
+            id: p.id(),
             name: p.name_as_str().unwrap_or_default().to_owned(),
             run_count: p.run_count(),
             run_time_ns: u64::try_from(p.run_time().as_nanos()).unwrap_or(u64::MAX),

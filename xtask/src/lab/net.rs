@@ -68,14 +68,15 @@ pub fn veth(a: (&str, &str, &str), b: (&str, &str, &str)) -> anyhow::Result<()> 
 }
 
 /// A command inside a namespace whose /run/wireguard is the namespace's own directory, so
-/// the userspace WireGuard sockets of different namespaces never collide.
+/// the userspace WireGuard sockets of different namespaces never collide. It gets a private
+/// copy of the host's mounts (`unshare --mount`), not `ip netns exec`'s fresh /sys, so bpffs
+/// pins stay the host's and outlive the process.
 pub fn in_ns(ns: &str, script: &str) -> Command {
     let wg_dir = state_dir().join("wireguard").join(ns);
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", ns, "sh", "-c"]).arg(format!(
-        "mount --bind {} /run/wireguard && {script}",
-        wg_dir.display()
-    ));
+    let mut cmd = Command::new("nsenter");
+    cmd.arg(format!("--net=/run/netns/{ns}"))
+        .args(["--", "unshare", "--mount", "--propagation", "private", "sh", "-c"])
+        .arg(format!("mount --bind {} /run/wireguard && {script}", wg_dir.display()));
     cmd
 }
 
