@@ -75,8 +75,19 @@ pub fn in_ns(ns: &str, script: &str) -> Command {
     let wg_dir = state_dir().join("wireguard").join(ns);
     let mut cmd = Command::new("nsenter");
     cmd.arg(format!("--net=/run/netns/{ns}"))
-        .args(["--", "unshare", "--mount", "--propagation", "private", "sh", "-c"])
-        .arg(format!("mount --bind {} /run/wireguard && {script}", wg_dir.display()));
+        .args([
+            "--",
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+        ])
+        .arg(format!(
+            "mount --bind {} /run/wireguard && {script}",
+            wg_dir.display()
+        ));
     cmd
 }
 
