@@ -12,6 +12,10 @@ mod ebpf_build;
 
 use std::{env, fs, path::PathBuf};
 
+/// Always the release profile: the verifier needs optimised code, and the dev profile's debug
+/// checks can make LLVM emit calls (a checked memset) that aya cannot link.
+const RELEASE: bool = true;
+
 fn main() {
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let workspace = manifest
@@ -19,7 +23,6 @@ fn main() {
         .expect("hub-daemon sits in the workspace")
         .to_path_buf();
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
-    let release = env::var("PROFILE").is_ok_and(|p| p == "release");
 
     println!("cargo::rustc-check-cfg=cfg(edgehub_no_ebpf)");
     println!("cargo::rerun-if-env-changed=PATH");
@@ -43,24 +46,23 @@ fn main() {
         "cargo::rerun-if-changed={}",
         workspace.join("xtask/src/ebpf_build.rs").display()
     );
-    let object = ebpf_build::object_path(&workspace, release);
+    let object = ebpf_build::object_path(&workspace, RELEASE);
     println!("cargo::rerun-if-changed={}", object.display());
 
     let missing = ebpf_build::missing_tools();
     if missing.is_empty() {
-        let status = ebpf_build::build_command(&workspace, release)
+        let status = ebpf_build::build_command(&workspace, RELEASE)
             .status()
             .expect("cargo can be started");
         assert!(
             status.success(),
             "building hub-ebpf failed; run `cargo xtask build-ebpf`"
         );
-    } else if !ebpf_build::object_is_fresh(&workspace, release) {
+    } else if !ebpf_build::object_is_fresh(&workspace, RELEASE) {
         println!(
             "cargo::warning=edgehub is built WITHOUT its eBPF programs: missing {}. \
-             Run `cargo xtask setup` then `cargo xtask build-ebpf{}`",
+             Run `cargo xtask setup` then `cargo xtask build-ebpf --release`",
             missing.join(", "),
-            if release { " --release" } else { "" },
         );
         println!("cargo::rustc-cfg=edgehub_no_ebpf");
         return;

@@ -17,33 +17,35 @@ pub struct NatCounters {
     pub replied_bytes: u64,
     /// Flows created (first SYN).
     pub new_flows: u64,
+    /// Flows ended by a RST or a FIN each way.
+    pub ended_flows: u64,
     /// SYN and SYN-ACK MSS options lowered.
     pub mss_clamped: u64,
-    /// Packets not for a VIP (or not ours on the reply path), left to the kernel.
+    /// ICMP errors about a flow translated back towards its peer.
+    pub icmp_translated: u64,
+    /// Packets not for a VIP:port (or not ours on the reply path), left to the kernel.
     pub passed: u64,
-    /// Source outside the peer ranges, to a VIP.
+    /// Source outside the peer ranges (spoofed), to a VIP:port.
     pub drop_not_peer: u64,
-    /// Truncated or inconsistent headers.
+    /// Truncated or inconsistent headers, or IPv4 options, to a VIP.
     pub drop_malformed: u64,
-    /// IPv4 options or fragments towards a VIP.
-    pub drop_unsupported: u64,
-    /// Non-SYN TCP to a VIP without a flow.
+    /// IPv4 fragments to a VIP: dropped, not reassembled or translated.
+    pub drop_fragment: u64,
+    /// Non-SYN TCP to a VIP:port without a flow.
     pub drop_no_flow: u64,
-    /// VIP whose service has no backend.
+    /// A service without backends.
     pub drop_no_backend: u64,
-    /// No free SNAT port found.
+    /// No free SNAT port found: never a wrong mapping.
     pub drop_no_port: u64,
-    /// Non-TCP to a VIP.
-    pub drop_protocol: u64,
+    /// The flow table refused a new entry.
+    pub drop_table_full: u64,
     /// A helper (checksum, store, redirect) failed.
     pub drop_error: u64,
     /// TTL would reach zero.
     pub drop_ttl: u64,
-    /// ICMP errors about a flow translated back towards its peer.
-    pub icmp_translated: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<NatCounters>() == 17 * 8);
+const _: () = assert!(core::mem::size_of::<NatCounters>() == 18 * 8);
 
 impl NatCounters {
     /// Adds another CPU's counters to these.
@@ -55,18 +57,19 @@ impl NatCounters {
             replied: self.replied.wrapping_add(o.replied),
             replied_bytes: self.replied_bytes.wrapping_add(o.replied_bytes),
             new_flows: self.new_flows.wrapping_add(o.new_flows),
+            ended_flows: self.ended_flows.wrapping_add(o.ended_flows),
             mss_clamped: self.mss_clamped.wrapping_add(o.mss_clamped),
+            icmp_translated: self.icmp_translated.wrapping_add(o.icmp_translated),
             passed: self.passed.wrapping_add(o.passed),
             drop_not_peer: self.drop_not_peer.wrapping_add(o.drop_not_peer),
             drop_malformed: self.drop_malformed.wrapping_add(o.drop_malformed),
-            drop_unsupported: self.drop_unsupported.wrapping_add(o.drop_unsupported),
+            drop_fragment: self.drop_fragment.wrapping_add(o.drop_fragment),
             drop_no_flow: self.drop_no_flow.wrapping_add(o.drop_no_flow),
             drop_no_backend: self.drop_no_backend.wrapping_add(o.drop_no_backend),
             drop_no_port: self.drop_no_port.wrapping_add(o.drop_no_port),
-            drop_protocol: self.drop_protocol.wrapping_add(o.drop_protocol),
+            drop_table_full: self.drop_table_full.wrapping_add(o.drop_table_full),
             drop_error: self.drop_error.wrapping_add(o.drop_error),
             drop_ttl: self.drop_ttl.wrapping_add(o.drop_ttl),
-            icmp_translated: self.icmp_translated.wrapping_add(o.icmp_translated),
         }
     }
 }

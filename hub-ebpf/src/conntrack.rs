@@ -21,8 +21,11 @@ use crate::stats::{Histogram, Reason, count, record};
 #[btf_map]
 pub static NAT_FLOWS: LruHashMap<FlowKey, FlowEntry, 131_072> = LruHashMap::new();
 
-/// Random SNAT ports tried before giving up on a new flow.
+/// SNAT ports tried (the peer's own, then random ones) before giving up on a new flow.
 const PORT_TRIES: u32 = 8;
+
+/// `bpf_map_update_elem`'s answer when `BPF_NOEXIST` finds the key taken.
+const EEXIST: i32 = 17;
 
 /// A peer's SYN without ACK: the only packet that may open a flow.
 #[inline(always)]
@@ -113,19 +116,25 @@ fn insert(key: &FlowKey, service: &ServiceEntry, settings: &NatSettings) -> Resu
         request_ns_last: zero,
         requests: zero,
     };
+    // The peer's own port first when it is in the range (as the original MASQUERADE does),
+    // then random ones. The insert is atomic (BPF_NOEXIST): two CPUs never get one port.
     let mut allocated = false;
+    let mut port = u16::from_be(key.sport);
     for _ in 0..PORT_TRIES {
+        if port >= settings.port_min && port <= settings.port_max {
+            reply_key.dport = port.to_be();
+            match NAT_FLOWS.insert(reply_key, entry, u64::from(BPF_NOEXIST)) {
+                Ok(()) => {
+                    allocated = true;
+                    break;
+                }
+                Err(e) if e != -EEXIST => return Err(Reason::TableFull),
+                Err(_) => {}
+            }
+        }
         // SAFETY: the helper has no preconditions.
         let random = unsafe { bpf_get_prandom_u32() };
-        let port = settings.port_min.wrapping_add((random % span) as u16);
-        reply_key.dport = port.to_be();
-        if NAT_FLOWS
-            .insert(reply_key, entry, u64::from(BPF_NOEXIST))
-            .is_ok()
-        {
-            allocated = true;
-            break;
-        }
+        port = settings.port_min.wrapping_add((random % span) as u16);
     }
     if !allocated {
         return Err(Reason::NoPort);
@@ -161,10 +170,10 @@ pub fn on_forward(flow: &mut FlowEntry, flags: u8, payload: u32) {
     let time = now();
     flow.last_seen_ns = time;
     if flags & tcp_flags::RST != 0 {
-        flow.state = tcp_state::CLOSED;
+        end(flow);
     } else if flags & tcp_flags::FIN != 0 {
         flow.fin |= fin::FROM_PEER;
-        flow.state = tcp_state::CLOSING;
+        closing(flow);
     }
     if payload > 0 && flow.awaiting_response == 0 {
         flow.request_start_ns = time;
@@ -184,16 +193,36 @@ pub fn on_reply(flow: &mut FlowEntry, flags: u8, payload: u32) {
         record(flow.service, Histogram::DbHandshake, flow.db_handshake_ns);
     }
     if flags & tcp_flags::RST != 0 {
-        flow.state = tcp_state::CLOSED;
+        end(flow);
     } else if flags & tcp_flags::FIN != 0 {
         flow.fin |= fin::FROM_BACKEND;
-        flow.state = tcp_state::CLOSING;
+        closing(flow);
     }
     if payload > 0 && flow.awaiting_response != 0 {
         flow.awaiting_response = 0;
         flow.request_ns_last = time.saturating_sub(flow.request_start_ns);
         flow.requests += 1;
         record(flow.service, Histogram::Request, flow.request_ns_last);
+    }
+}
+
+/// A FIN went one way: closing; once both ways, the flow has ended.
+#[inline(always)]
+fn closing(flow: &mut FlowEntry) {
+    if flow.fin == fin::FROM_PEER | fin::FROM_BACKEND {
+        end(flow);
+    } else if flow.state < tcp_state::CLOSING {
+        flow.state = tcp_state::CLOSING;
+    }
+}
+
+/// A RST, or FINs both ways: the flow has ended (counted once); the collector removes it
+/// after the closing timeout, and a new SYN on the same port starts it over.
+#[inline(always)]
+fn end(flow: &mut FlowEntry) {
+    if flow.state != tcp_state::CLOSED {
+        flow.state = tcp_state::CLOSED;
+        count(|c| c.ended_flows += 1);
     }
 }
 

@@ -71,18 +71,22 @@ pub struct Segment {
 }
 
 impl Segment {
-    /// Checks what the NAT relies on: no IPv4 options, not a fragment, TCP, sane lengths.
+    /// Checks what the NAT relies on: no IPv4 options, not a fragment, sane lengths. Not
+    /// TCP: `None`.
     #[inline(always)]
-    pub fn parse(ctx: &TcContext, l3: usize, ip: Ipv4Hdr) -> Result<Self, Reason> {
+    pub fn parse(ctx: &TcContext, l3: usize, ip: Ipv4Hdr) -> Result<Option<Self>, Reason> {
         let (version, ihl) = (ip.version_ihl >> 4, ip.version_ihl & 0xf);
         if version != IPV4_VERSION_IHL >> 4 || ihl < IPV4_VERSION_IHL & 0xf {
             return Err(Reason::Malformed);
         }
-        if ip.version_ihl != IPV4_VERSION_IHL || u16::from_be(ip.frag_off) & IPV4_FRAG_MASK != 0 {
-            return Err(Reason::Unsupported);
+        if ip.version_ihl != IPV4_VERSION_IHL {
+            return Err(Reason::Malformed); // options: never sent by the stacks edgehub serves
+        }
+        if u16::from_be(ip.frag_off) & IPV4_FRAG_MASK != 0 {
+            return Err(Reason::Fragment);
         }
         if ip.protocol != IPPROTO_TCP {
-            return Err(Reason::Protocol);
+            return Ok(None);
         }
         let l4 = l3 + IPV4_LEN;
         let tcp: TcpHdr = read_at(ctx, l4)?;
@@ -94,13 +98,13 @@ impl Segment {
         if ip_len as usize + l3 > ctx.len() as usize {
             return Err(Reason::Malformed);
         }
-        Ok(Self {
+        Ok(Some(Self {
             l3,
             l4,
             ip,
             tcp,
             payload: ip_len - IPV4_LEN as u32 - tcp_len,
-        })
+        }))
     }
 
     #[inline(always)]

@@ -20,11 +20,11 @@ pub static NAT_HISTOGRAMS: PerCpuArray<ServiceHistogram, { MAX_SERVICES as usize
 pub enum Reason {
     NotPeer,
     Malformed,
-    Unsupported,
+    Fragment,
     NoFlow,
     NoBackend,
     NoPort,
-    Protocol,
+    TableFull,
     Ttl,
     Error,
 }
@@ -44,11 +44,11 @@ pub fn count_drop(reason: Reason) {
     count(|c| match reason {
         Reason::NotPeer => c.drop_not_peer += 1,
         Reason::Malformed => c.drop_malformed += 1,
-        Reason::Unsupported => c.drop_unsupported += 1,
+        Reason::Fragment => c.drop_fragment += 1,
         Reason::NoFlow => c.drop_no_flow += 1,
         Reason::NoBackend => c.drop_no_backend += 1,
         Reason::NoPort => c.drop_no_port += 1,
-        Reason::Protocol => c.drop_protocol += 1,
+        Reason::TableFull => c.drop_table_full += 1,
         Reason::Ttl => c.drop_ttl += 1,
         Reason::Error => c.drop_error += 1,
     });

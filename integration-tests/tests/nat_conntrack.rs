@@ -77,6 +77,7 @@ fn two_thousand_concurrent_connections_then_expiry() {
     assert!(flows.iter().all(|f| f.state == "established"));
     let counters = read_counters(lab.pins.path()).unwrap();
     assert_eq!(counters.new_flows, CONNECTIONS as u64);
+    assert_eq!(counters.ended_flows, 0);
     assert_eq!(
         counters.drop_no_port + counters.drop_no_flow + counters.drop_error,
         0
@@ -85,14 +86,16 @@ fn two_thousand_concurrent_connections_then_expiry() {
     // Established flows are not expired.
     assert_eq!(gc(&lab, &mut nat), 0);
 
-    // Closed: every flow reaches `closing`, then the collector removes both entries of each.
+    // Closed: FINs both ways end every flow, then the collector removes both entries of each.
     drop(streams);
     assert!(eventually(TIMEOUT, || {
         read_flows(lab.pins.path())
             .unwrap()
             .iter()
-            .all(|f| f.state == "closing")
+            .all(|f| f.state == "closed")
     }));
+    let ended = read_counters(lab.pins.path()).unwrap().ended_flows;
+    assert_eq!(ended, CONNECTIONS as u64);
     // The last FIN/ACKs pass before expiry (they would otherwise count as no_flow).
     assert!(eventually(TIMEOUT, || {
         read_flows(lab.pins.path())
@@ -117,7 +120,7 @@ fn peers_sharing_a_source_port_get_distinct_translations() {
     let _nat = lab.start_nat(&lab.config(PORT)).unwrap();
 
     let mut streams = Vec::new();
-    for source in ["10.90.1.2:40000", "10.90.1.3:40000"] {
+    for source in ["10.90.1.2:20000", "10.90.1.3:20000"] {
         let _inside = lab.edge.enter().unwrap();
         let socket = nix_bound_stream(source.parse().unwrap());
         streams.push(socket);
@@ -129,6 +132,54 @@ fn peers_sharing_a_source_port_get_distinct_translations() {
     assert_eq!(flows.len(), 2);
     assert_eq!(flows[0].peer.port(), flows[1].peer.port());
     assert_ne!(flows[0].translated.src, flows[1].translated.src);
+    // The first keeps its port (it is in the SNAT range); the second gets another.
+    let ports: HashSet<u16> = flows.iter().map(|f| f.translated.src.port()).collect();
+    assert!(ports.contains(&20_000), "{flows:#?}");
+}
+
+#[test]
+fn a_reset_ends_the_flow_and_the_port_is_reused() {
+    require_root();
+    let lab = NatLab::new(Tunnel::Veth).unwrap();
+    let _echo = echo(&lab);
+    let _nat = lab.start_nat(&lab.config(PORT)).unwrap();
+    let source: SocketAddrV4 = "10.90.1.2:20001".parse().unwrap();
+
+    let mut first = {
+        let _inside = lab.edge.enter().unwrap();
+        nix_bound_stream(source)
+    };
+    assert!(round_trip(&mut first, b"before the reset").unwrap());
+    // Linger 0: close sends a RST.
+    nix::sys::socket::setsockopt(
+        &first,
+        nix::sys::socket::sockopt::Linger,
+        &libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        },
+    )
+    .unwrap();
+    drop(first);
+    assert!(eventually(TIMEOUT, || {
+        read_flows(lab.pins.path()).unwrap()[0].state == "closed"
+    }));
+    assert_eq!(read_counters(lab.pins.path()).unwrap().ended_flows, 1);
+
+    // The same source port again: the flow starts over, translated as before.
+    let mut second = {
+        let _inside = lab.edge.enter().unwrap();
+        nix_bound_stream(source)
+    };
+    assert!(round_trip(&mut second, b"after the reset").unwrap());
+    let flows = read_flows(lab.pins.path()).unwrap();
+    assert_eq!(flows.len(), 1);
+    assert_eq!(flows[0].state, "established");
+    assert_eq!(
+        flows[0].translated.src.port(),
+        20_001,
+        "the peer's port is kept"
+    );
 }
 
 /// A stream from `source` to the VIP (bound first, so the source port is chosen).
@@ -284,4 +335,36 @@ fn new_flows_spread_over_several_backends() {
         on_second > CONNECTIONS / 8 && on_second < CONNECTIONS * 7 / 8,
         "{on_second} of {CONNECTIONS} flows on the second backend"
     );
+}
+
+#[test]
+fn a_full_flow_table_evicts_the_oldest_flows() {
+    require_root();
+    let lab = NatLab::new(Tunnel::Veth).unwrap();
+    let _echo = echo(&lab);
+    let mut config = lab.config(PORT);
+    config.max_flows = 16;
+    let mut nat = lab.start_nat(&config).unwrap();
+
+    // Far more flows than the table holds: the LRU makes room for each new one.
+    let mut streams: Vec<TcpStream> = (0..64)
+        .filter_map(|_| connect(&lab.edge, vip(), TIMEOUT).ok())
+        .collect();
+    assert!(
+        streams.len() >= 32,
+        "new flows always get in: {}",
+        streams.len()
+    );
+    assert!(read_flows(lab.pins.path()).unwrap().len() <= 32);
+
+    // The oldest connection lost its flow: its packets are counted, not mistranslated.
+    let before = read_counters(lab.pins.path()).unwrap().drop_no_flow;
+    streams[0]
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(round_trip(&mut streams[0], b"evicted").is_err());
+    assert!(read_counters(lab.pins.path()).unwrap().drop_no_flow > before);
+    // The newest still works; the collector tidies whatever half-flows the LRU left.
+    assert!(round_trip(streams.last_mut().unwrap(), b"newest").unwrap());
+    gc(&lab, &mut nat);
 }

@@ -1,5 +1,6 @@
 //! The NAT's drop paths with crafted frames: each kind of bad packet towards a VIP is
-//! dropped and counted under its reason, and never reaches the database side.
+//! dropped and counted under its reason, and never reaches the database side; what is not
+//! for a VIP:port passes.
 
 use std::{
     net::Ipv4Addr,
@@ -20,7 +21,9 @@ use integration_tests::{
 const PORT: u16 = 7300;
 const SENT: u64 = 3;
 
-/// Sends `packet` `SENT` times and waits until `counter` rose by as much.
+/// Sends `packet` `SENT` times and waits until `counter` rose by as much (the drop
+/// counter of its reason; `passed` for what is not the NAT's, which other packets such as
+/// IPv6 neighbour discovery may raise too).
 fn dropped_as(lab: &NatLab, packet: &[u8], counter: fn(&NatCounters) -> u64, what: &str) {
     let hub_mac = mac(&lab.hub, HUB_TUNNEL_VETH).unwrap();
     let before = counter(&read_counters(lab.pins.path()).unwrap());
@@ -31,7 +34,11 @@ fn dropped_as(lab: &NatLab, packet: &[u8], counter: fn(&NatCounters) -> u64, wha
     loop {
         let now = counter(&read_counters(lab.pins.path()).unwrap());
         if now >= before + SENT {
-            assert_eq!(now, before + SENT, "{what}: counted more than sent");
+            let passing = what.ends_with("passes");
+            assert!(
+                passing || now == before + SENT,
+                "{what}: counted more than sent"
+            );
             return;
         }
         assert!(
@@ -109,7 +116,7 @@ fn bad_packets_are_dropped_and_counted_by_reason() {
     dropped_as(
         &lab,
         &fragment.ipv4(),
-        |c| c.drop_unsupported,
+        |c| c.drop_fragment,
         "first fragment",
     );
 
@@ -119,13 +126,14 @@ fn bad_packets_are_dropped_and_counted_by_reason() {
     }
     .ipv4();
     with_options.splice(20..20, [1, 1, 1, 0]); // four bytes of NOP/EOL options
-    dropped_as(&lab, &with_options, |c| c.drop_unsupported, "IPv4 options");
+    dropped_as(&lab, &with_options, |c| c.drop_malformed, "IPv4 options");
 
     let udp = Segment {
         protocol: 17,
         ..syn.clone()
     };
-    dropped_as(&lab, &udp.ipv4(), |c| c.drop_protocol, "UDP to a VIP");
+    // Only VIP:port TCP is the NAT's; the VIP's address may be the hub's own.
+    dropped_as(&lab, &udp.ipv4(), |c| c.passed, "UDP to a VIP passes");
 
     let expiring = Segment {
         ttl: 1,
@@ -140,8 +148,8 @@ fn bad_packets_are_dropped_and_counted_by_reason() {
     dropped_as(
         &lab,
         &other_port.ipv4(),
-        |c| c.drop_no_backend,
-        "VIP port without a service",
+        |c| c.passed,
+        "VIP port without a service passes",
     );
 
     // None of it opened a flow.

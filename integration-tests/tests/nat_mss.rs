@@ -46,7 +46,10 @@ fn syn_and_syn_ack_are_clamped() {
     let (peer, db, clamped) = negotiated(Some(CLAMP));
     assert!(peer <= u32::from(CLAMP), "peer sends segments of {peer}");
     assert!(db <= u32::from(CLAMP), "database sends segments of {db}");
-    assert_eq!(clamped, 2, "one SYN and one SYN-ACK lowered");
+    assert!(
+        (2..=4).contains(&clamped),
+        "a SYN and a SYN-ACK lowered (or a retransmission): {clamped}"
+    );
 }
 
 #[test]

@@ -84,11 +84,11 @@ fn query_through_vip(tunnel: Tunnel) {
     );
     let drops = counters.drop_not_peer
         + counters.drop_malformed
-        + counters.drop_unsupported
+        + counters.drop_fragment
         + counters.drop_no_flow
         + counters.drop_no_backend
         + counters.drop_no_port
-        + counters.drop_protocol
+        + counters.drop_table_full
         + counters.drop_error
         + counters.drop_ttl;
     assert_eq!(drops, 0, "{counters:#?}");

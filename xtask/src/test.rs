@@ -27,7 +27,7 @@ pub fn run(workspace: &Path, no_setup: bool, cargo_args: &[String]) -> anyhow::R
         setup::run()?;
     }
     lint::run(workspace)?;
-    build_ebpf::run(workspace, false)?;
+    build_ebpf::run(workspace, true)?;
     // Tests run these binaries as users would (`cargo test` alone builds only test harnesses).
     util::run(Command::new("cargo").current_dir(workspace).args([
         "build",

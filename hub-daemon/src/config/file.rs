@@ -154,7 +154,7 @@ fn default_max_flows() -> i64 {
     65_536
 }
 fn default_port_range() -> String {
-    "20000-60999".into()
+    "10000-32767".into()
 }
 fn default_syn() -> i64 {
     60

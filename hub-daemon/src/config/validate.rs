@@ -431,7 +431,7 @@ fn port_range(c: &mut Checker, text: &str) -> Option<std::ops::RangeInclusive<u1
         None => {
             c.fail(
                 "nat.port_range",
-                format!("{text:?} is not FIRST-LAST, such as 20000-60999"),
+                format!("{text:?} is not FIRST-LAST, such as 10000-32767"),
             );
             None
         }

@@ -39,28 +39,45 @@ pub fn expired(entries: &[(FlowKey, FlowEntry)], timeouts: &Timeouts, now_ns: u6
     doomed
 }
 
-/// Deletes expired flows from `NAT_FLOWS`; returns how many flows (not entries) went.
-pub fn collect(map: &mut Map, timeouts: &Timeouts) -> Result<usize, NatError> {
+/// What one collection did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Collected {
+    /// Flows removed (both entries).
+    pub removed: usize,
+    /// Flows of which the LRU had evicted one entry (found half-gone, removed now).
+    pub evicted: usize,
+}
+
+/// Deletes expired flows from `NAT_FLOWS`.
+pub fn collect(map: &mut Map, timeouts: &Timeouts) -> Result<Collected, NatError> {
     let mut flows: HashMap<_, FlowKey, FlowEntry> =
         HashMap::try_from(map).map_err(map_err("NAT_FLOWS"))?;
     let entries: Vec<(FlowKey, FlowEntry)> = flows.iter().filter_map(Result::ok).collect();
+    let forward: HashSet<FlowKey> = entries
+        .iter()
+        .filter(|(_, e)| e.direction == direction::FORWARD)
+        .map(|(k, _)| *k)
+        .collect();
+    let present: HashSet<FlowKey> = entries.iter().map(|(k, _)| *k).collect();
+    let evicted = entries
+        .iter()
+        .filter(|(_, e)| !present.contains(&e.other))
+        .count();
     let doomed = expired(&entries, timeouts, monotonic_ns());
-    let mut removed_forward = 0;
+    let mut removed = 0;
     for key in &doomed {
-        let was_forward = entries
-            .iter()
-            .any(|(k, e)| k == key && e.direction == direction::FORWARD);
-        // Gone already (a reply entry evicted, or the kernel removed it): nothing to do.
-        if flows.remove(key).is_ok() && was_forward {
-            removed_forward += 1;
+        // Gone already (evicted, or removed by the kernel): nothing to do.
+        if flows.remove(key).is_ok() && forward.contains(key) {
+            removed += 1;
         }
     }
     tracing::debug!(
-        removed_forward,
+        removed,
+        evicted,
         entries = doomed.len(),
         "conntrack garbage collected"
     );
-    Ok(removed_forward)
+    Ok(Collected { removed, evicted })
 }
 
 /// `CLOCK_MONOTONIC` in nanoseconds, the clock of `bpf_ktime_get_ns`.

@@ -47,9 +47,9 @@ pub struct Timeouts {
 impl Default for Timeouts {
     fn default() -> Self {
         Self {
-            syn: Duration::from_secs(30),
+            syn: Duration::from_mins(1),
             established: Duration::from_hours(2),
-            closing: Duration::from_mins(1),
+            closing: Duration::from_secs(10),
         }
     }
 }
@@ -88,7 +88,9 @@ impl NatConfig {
             services: Vec::new(),
             timeouts: Timeouts::default(),
             max_flows: 65_536,
-            port_range: 20_000..=59_999,
+            // Below Linux's default ephemeral range (32768-60999): the hub's own connections
+            // to a backend then never share a port with a translated flow.
+            port_range: 10_000..=32_767,
             mss: None,
             pin_dir: PathBuf::from("/sys/fs/bpf/edgehub"),
         }
@@ -184,6 +186,7 @@ pub fn attached_program_stats(iface: &str) -> Result<Vec<ProgramStats>, NatError
 pub struct Nat {
     ebpf: Ebpf,
     config: NatConfig,
+    evicted: u64,
 }
 
 impl Nat {
@@ -210,6 +213,7 @@ impl Nat {
         let mut nat = Self {
             ebpf,
             config: config.clone(),
+            evicted: 0,
         };
 
         // Links adopted only while the interface is the one they were made for.
@@ -276,13 +280,21 @@ impl Nat {
     /// Expires flows past their timeout; returns how many were removed.
     pub fn collect_garbage(&mut self) -> Result<usize, NatError> {
         let timeouts = self.config.timeouts;
-        gc::collect(self.map_mut("NAT_FLOWS")?, &timeouts)
+        let collected = gc::collect(self.map_mut("NAT_FLOWS")?, &timeouts)?;
+        self.evicted += collected.evicted as u64;
+        Ok(collected.removed)
+    }
+
+    /// Flows the collector found half-evicted by the flow table's LRU (it was full), since
+    /// this `Nat` started. The kernel does not report evictions; this is where they show.
+    pub fn evicted_flows(&self) -> u64 {
+        self.evicted
     }
 
     /// Detaches programs and removes every pin.
     pub fn remove(pin_dir: &Path) -> Result<(), NatError> {
         for link in [pins::FORWARD_LINK, pins::REPLY_LINK] {
-            pins::remove_file(&pin_dir.join(link))?;
+            pins::detach_link(&pin_dir.join(link))?;
         }
         for map in pins::MAPS {
             pins::remove_file(&pins::map_path(pin_dir, map))?;

@@ -170,6 +170,58 @@ pub fn attached(iface: &str) -> Result<Vec<ProgramStats>, NatError> {
         .collect())
 }
 
+/// `bpf(2)` commands used directly: aya 0.14 has no explicit link detach.
+const BPF_OBJ_GET: libc::c_long = 7;
+const BPF_LINK_DETACH: libc::c_long = 34;
+
+/// Detaches the link pinned at `path` now (`BPF_LINK_DETACH`), then removes the pin.
+/// Unpinning alone detaches only once the kernel drops its last reference, which it may
+/// defer; a removal followed by a fresh start must not race with that.
+pub fn detach_link(path: &Path) -> Result<(), NatError> {
+    use std::os::{fd::FromRawFd as _, unix::ffi::OsStrExt as _};
+
+    if !path.exists() {
+        return Ok(());
+    }
+    let io_error = |source| NatError::Io {
+        what: "detaching a pinned link",
+        path: path.to_owned(),
+        source,
+    };
+    let name = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io_error(io::Error::from(io::ErrorKind::InvalidInput)))?;
+    // `union bpf_attr` for BPF_OBJ_GET: pathname (u64), bpf_fd, file_flags; rest zero.
+    let mut get = [0_u64; 4];
+    get[0] = name.as_ptr() as u64;
+    // SAFETY: `get` is a valid, zero-padded `bpf_attr` whose pathname outlives the call.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_OBJ_GET, get.as_ptr(), size_of_val(&get)) };
+    if fd < 0 {
+        return Err(io_error(io::Error::last_os_error()));
+    }
+    // SAFETY: the kernel just returned this descriptor; nothing else owns it.
+    let link = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+    // `union bpf_attr` for BPF_LINK_DETACH: link_fd (u32); rest zero.
+    let detach = [
+        u64::from(std::os::fd::AsRawFd::as_raw_fd(&link).unsigned_abs()),
+        0,
+    ];
+    // SAFETY: `detach` is a valid, zero-padded `bpf_attr`.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_LINK_DETACH,
+            detach.as_ptr(),
+            size_of_val(&detach),
+        )
+    };
+    // A link whose interface is gone is detached already (ENOLINK): fine.
+    if rc != 0 && io::Error::last_os_error().raw_os_error() != Some(libc::ENOLINK) {
+        return Err(io_error(io::Error::last_os_error()));
+    }
+    drop(link);
+    remove_file(path)
+}
+
 /// bpffs's `statfs` magic number.
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 

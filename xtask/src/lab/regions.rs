@@ -188,15 +188,24 @@ pub fn start_edges(lab: &Lab) -> anyhow::Result<()> {
 
 /// Waits until every agent, asked from the hub through its tunnel, reports the database
 /// connected through the hub's NAT.
+///
+/// After the hub was replaced, an idle edge keeps using its old WireGuard session, which the
+/// new hub cannot decrypt, and only the edge can start a new one. A datagram from the edge
+/// to the hub is data WireGuard must deliver: unanswered, it makes the edge hand-shake again
+/// within about 15 s, so every poll also sends one.
 pub fn wait_for_agents(lab: &Lab) -> anyhow::Result<()> {
     for region in &lab.regions {
         let url = format!("http://{}:{AGENT_PORT}/api/rds/health", region.wg_address);
+        let poke = format!("echo > /dev/udp/{}/9", hub::VIP);
         let mut last = String::new();
         let waited = net::wait_for(
             &format!("agent {}", region.code),
             Some(&format!("agent-{}", region.code)),
             Duration::from_secs(90),
             || {
+                let _ = Command::new("ip")
+                    .args(["netns", "exec", &ns(region), "bash", "-c", &poke])
+                    .output();
                 last = curl_in_hub(&url).unwrap_or_default();
                 last.contains("\"connected\"")
             },
