@@ -7,6 +7,7 @@
 //! drop a share of datagrams. Order within a direction is kept, as on a real path.
 
 use std::{
+    io::ErrorKind,
     net::{SocketAddr, UdpSocket},
     sync::{
         Arc, Mutex,
@@ -121,8 +122,19 @@ fn receive(
     let mut rng = Lcg::new(path.listen.port().into());
     let mut last_due = Instant::now();
     loop {
-        let Ok((len, from)) = socket.recv_from(&mut buf) else {
-            return;
+        let (len, from) = match socket.recv_from(&mut buf) {
+            Ok(received) => received,
+            // While the hub's WireGuard restarts, its port is closed and the kernel reports
+            // that on the next receive of this connected socket: the path itself goes on.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::ConnectionRefused | ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(_) => return,
         };
         if let Some(peer) = remember {
             *peer.lock().expect("not poisoned") = Some(from);
@@ -231,5 +243,57 @@ mod tests {
             "round trip {rtt:?} shorter than 80 ms"
         );
         assert_eq!(&buf[..4], b"ping");
+    }
+
+    #[test]
+    fn keeps_relaying_after_the_hub_port_was_closed() {
+        // The hub's port is closed at first, as while its WireGuard restarts.
+        let free = || {
+            UdpSocket::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+        };
+        let (hub_addr, listen, bind) = (free(), free(), free());
+        let path = Path {
+            listen,
+            upstream_bind: bind,
+            hub: hub_addr,
+            one_way: Duration::ZERO,
+            jitter: Duration::ZERO,
+            loss: 0.0,
+        };
+        thread::spawn(move || run(&[path]));
+        let edge = UdpSocket::bind("127.0.0.1:0").unwrap();
+        edge.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut buf = [0u8; 8];
+        for _ in 0..5 {
+            edge.send_to(b"lost", listen).unwrap();
+            assert!(edge.recv_from(&mut buf).is_err(), "nothing can answer yet");
+        }
+
+        // Then the hub comes back on the same port.
+        let hub = UdpSocket::bind(hub_addr).unwrap();
+        thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            while let Ok((n, from)) = hub.recv_from(&mut buf) {
+                let _ = hub.send_to(&buf[..n], from);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            edge.send_to(b"back", listen).unwrap();
+            if edge
+                .recv_from(&mut buf)
+                .is_ok_and(|(n, _)| &buf[..n] == b"back")
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the path died with the hub's port"
+            );
+        }
     }
 }
