@@ -79,7 +79,9 @@ pub fn run(paths: &[Path]) -> anyhow::Result<()> {
     for path in paths {
         let edge_side = UdpSocket::bind(path.listen).with_context(|| format!("{path:?}"))?;
         let hub_side = UdpSocket::bind(path.upstream_bind).with_context(|| format!("{path:?}"))?;
-        hub_side.connect(path.hub)?;
+        // Not connected: a connected UDP socket would report the hub's closed port (while its
+        // WireGuard restarts) as an error on the next receive.
+        let hub = path.hub;
         let edge_peer = Arc::new(Mutex::new(None::<SocketAddr>));
 
         // Edge -> hub.
@@ -89,7 +91,7 @@ pub fn run(paths: &[Path]) -> anyhow::Result<()> {
         threads.push(thread::spawn(move || receive(&recv, &tx, &p, Some(&peer))));
         let send = hub_side.try_clone()?;
         threads.push(thread::spawn(move || {
-            deliver(&rx, |d| send.send(d).map(drop));
+            deliver(&rx, |d| send.send_to(d, hub).map(drop));
         }));
 
         // Hub -> edge.
@@ -124,8 +126,7 @@ fn receive(
     loop {
         let (len, from) = match socket.recv_from(&mut buf) {
             Ok(received) => received,
-            // While the hub's WireGuard restarts, its port is closed and the kernel reports
-            // that on the next receive of this connected socket: the path itself goes on.
+            // A closed port's ICMP error, should one be reported: the path itself goes on.
             Err(e)
                 if matches!(
                     e.kind(),
