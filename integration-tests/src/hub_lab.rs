@@ -12,11 +12,10 @@
 
 use std::{
     fmt::Write as _,
-    io::Write as _,
     net::Ipv4Addr,
     os::unix::net::UnixDatagram,
-    path::{Path, PathBuf},
-    process::{Command, Stdio},
+    path::PathBuf,
+    process::Command,
     sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
 };
@@ -35,6 +34,7 @@ use crate::{
     netns::run,
     netns_postgres::NetnsPostgres,
     veth_pair,
+    wireguard::{genkey, pubkey, wait_for},
 };
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -362,68 +362,9 @@ impl Drop for HubLab {
     }
 }
 
+pub use crate::wireguard::TempDir;
+
 /// The real `edgehub` binary (`$EDGEHUB_BIN`, or built on first use).
 pub fn edgehub_binary() -> PathBuf {
     crate::binaries::workspace_binary("hub-daemon", "edgehub", "EDGEHUB_BIN")
-}
-
-/// A directory for one test, removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> anyhow::Result<Self> {
-        let path = std::env::temp_dir().join(format!(
-            "edgehub-daemon-{}-{}-{tag}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path)?;
-        Ok(Self(path))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn genkey() -> anyhow::Result<String> {
-    let out = run(Command::new("wg").arg("genkey"))?;
-    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
-}
-
-fn pubkey(private: &str) -> anyhow::Result<String> {
-    let mut child = Command::new("wg")
-        .arg("pubkey")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting wg pubkey")?;
-    child
-        .stdin
-        .take()
-        .context("stdin")?
-        .write_all(private.as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!("wg pubkey failed");
-    }
-    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
-}
-
-/// Polls until `path` exists.
-fn wait_for(path: &Path, timeout: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    while !path.exists() {
-        if Instant::now() > deadline {
-            bail!("{} did not appear within {timeout:?}", path.display());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
 }

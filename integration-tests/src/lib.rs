@@ -16,6 +16,7 @@ pub mod netns_postgres;
 pub mod postgres;
 pub mod process;
 pub mod tcp_echo;
+pub mod wireguard;
 
 pub use netns::{Netns, NetnsEnter, veth_pair};
 pub use process::ChildGuard;

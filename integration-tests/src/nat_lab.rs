@@ -8,16 +8,19 @@ use std::{
     net::{Ipv4Addr, SocketAddrV4},
     path::PathBuf,
     process::Command,
-    sync::atomic::{AtomicU32, Ordering},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use anyhow::{Context as _, bail};
 use hub_daemon::nat::{Nat, NatConfig, Service};
 
-use crate::{ChildGuard, Netns, bpffs::PinDir, netns::run, veth_pair};
-
-static NEXT: AtomicU32 = AtomicU32::new(0);
+pub use crate::wireguard::wait_for;
+use crate::{
+    ChildGuard, Netns,
+    bpffs::PinDir,
+    netns::run,
+    veth_pair,
+    wireguard::{TempDir, genkey, pubkey},
+};
 
 /// The VIP peers connect to.
 pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 10);
@@ -46,7 +49,7 @@ pub struct NatLab {
     pub tunnel: Tunnel,
     // Processes first: they end before their namespaces are deleted.
     wireguard_go: Vec<ChildGuard>,
-    wg_dirs: Vec<RunDir>,
+    wg_dirs: Vec<TempDir>,
     pub edge: Netns,
     pub hub: Netns,
     pub db: Netns,
@@ -151,7 +154,7 @@ impl NatLab {
         let hub_pub = pubkey(&hub_key)?;
 
         for (ns, tag) in [(&self.edge, "edge"), (&self.hub, "hub")] {
-            let dir = RunDir::new(tag)?;
+            let dir = TempDir::new(tag)?;
             let script = format!(
                 "mount --bind {} /run/wireguard && exec wireguard-go -f {WG_IF}",
                 dir.0.display()
@@ -213,64 +216,6 @@ impl NatLab {
             .ip(&["route", "add", "10.99.0.0/24", "dev", WG_IF])?;
         Ok(())
     }
-}
-
-/// A private /run/wireguard for one namespace's wireguard-go, removed on drop.
-struct RunDir(PathBuf);
-
-impl RunDir {
-    fn new(tag: &str) -> anyhow::Result<Self> {
-        let path = std::env::temp_dir().join(format!(
-            "edgehub-wg-run-{}-{}-{tag}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path)?;
-        Ok(Self(path))
-    }
-}
-
-impl Drop for RunDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn genkey() -> anyhow::Result<String> {
-    let out = run(Command::new("wg").arg("genkey"))?;
-    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
-}
-
-fn pubkey(private: &str) -> anyhow::Result<String> {
-    use std::io::Write as _;
-    let mut child = Command::new("wg")
-        .arg("pubkey")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .context("starting wg pubkey")?;
-    child
-        .stdin
-        .take()
-        .context("stdin")?
-        .write_all(private.as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!("wg pubkey failed");
-    }
-    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
-}
-
-/// Polls until `path` exists.
-pub fn wait_for(path: &std::path::Path, timeout: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    while !path.exists() {
-        if Instant::now() > deadline {
-            bail!("{} did not appear within {timeout:?}", path.display());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
 }
 
 /// Names of the programs attached at tcx ingress of `iface` in `ns`. (Debian 12's bpftool

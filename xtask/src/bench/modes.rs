@@ -176,8 +176,10 @@ pub const PIN_DIR: &str = "/sys/fs/bpf/edgehub-bench";
 /// edgehub's NAT alone on the hub's veths (`nat-on-veth`, a thin driver of
 /// `hub_daemon::nat`), translating both the database and the iperf3 sink.
 fn start_ebpf(bin: &std::path::Path) -> anyhow::Result<()> {
-    let mut nat = Command::new("ip");
-    nat.args(["netns", "exec", HUB_NS])
+    // nsenter, not `ip netns exec`: the latter's fresh /sys would hide the host's bpffs.
+    let mut nat = Command::new("nsenter");
+    nat.arg(format!("--net=/run/netns/{HUB_NS}"))
+        .arg("--")
         .arg(bin.join("nat-on-veth"))
         .args([
             "eh-client",
