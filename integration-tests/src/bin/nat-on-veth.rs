@@ -10,6 +10,7 @@
 use std::{
     net::{Ipv4Addr, SocketAddrV4},
     path::Path,
+    time::Duration,
 };
 
 use anyhow::Context as _;
@@ -48,13 +49,38 @@ fn main() -> anyhow::Result<()> {
     signals.add(Signal::SIGINT);
     signals.thread_block()?;
 
-    let nat = Nat::start(&config)?;
+    let mut nat = Nat::start(&config)?;
     println!("ready");
-    let signal = signals.wait()?;
+    // Collects expired flows every second, as the daemon does every `gc_interval`.
+    let signal = loop {
+        if let Some(signal) = wait_signal(&signals, Duration::from_secs(1))? {
+            break signal;
+        }
+        nat.collect_garbage()?;
+    };
     drop(nat);
     Nat::remove(&config.pin_dir)?;
     println!("stopped on {signal}");
     Ok(())
+}
+
+/// Waits up to `timeout` for one of the blocked `signals`.
+fn wait_signal(signals: &SigSet, timeout: Duration) -> anyhow::Result<Option<Signal>> {
+    let timeout = libc::timespec {
+        tv_sec: timeout.as_secs().cast_signed(),
+        tv_nsec: i64::from(timeout.subsec_nanos()),
+    };
+    // SAFETY: a valid signal set and timespec that outlive the call; no siginfo is asked for.
+    let signal =
+        unsafe { libc::sigtimedwait(signals.as_ref(), std::ptr::null_mut(), &raw const timeout) };
+    if signal < 0 {
+        let err = std::io::Error::last_os_error();
+        return match err.raw_os_error() {
+            Some(libc::EAGAIN | libc::EINTR) => Ok(None),
+            _ => Err(err.into()),
+        };
+    }
+    Ok(Some(Signal::try_from(signal)?))
 }
 
 /// Inserts `count` established flows (both directions) from 100.64.0.0/10 peers, which no

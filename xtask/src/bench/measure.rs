@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::{
     Figures,
-    modes::{self, CLIENT_NS, Hub, Mode, SINK_PORT},
+    modes::{self, CLIENT_NS, CONNECT_PORT, Hub, Mode, SINK_PORT},
 };
 use crate::lab::{net, regions::HUB_NS};
 
@@ -29,8 +29,17 @@ pub fn all(bin: &std::path::Path, hub: &Hub, seconds: Duration) -> anyhow::Resul
     f.insert("latency_16_ms", latency);
     let (connections, _) = pgbench(target, &select1, 4, seconds, true)?;
     f.insert("connections_per_s", connections);
+    f.insert("tcp_connections_per_s", tcp_connections(target, seconds)?);
 
+    // In plain mode an empty program watches the hub's client side: the floor of what
+    // bpf_stats measures for any program on this machine.
+    let empty = if hub.mode == Mode::Plain {
+        Some(attach_empty_program(bin, seconds)?)
+    } else {
+        None
+    };
     let bpf_before = bpf_stats();
+    let empty_before = bpf_stats_of("edgehub_count");
     let cpu_before = kernel_cpu_ns()?;
     let packets_before = hub_packets()?;
     f.insert("throughput_gbit_s", iperf3(target, seconds)? / 1e9);
@@ -38,6 +47,17 @@ pub fn all(bin: &std::path::Path, hub: &Hub, seconds: Duration) -> anyhow::Resul
     let cpu = kernel_cpu_ns()?.saturating_sub(cpu_before);
     if packets > 0 {
         f.insert("kernel_cpu_ns_per_packet", cpu as f64 / packets as f64);
+    }
+    if let Some(mut probe) = empty {
+        let (time, runs) = bpf_stats_of("edgehub_count");
+        if runs > empty_before.1 {
+            f.insert(
+                "bpf_empty_ns_per_packet",
+                (time - empty_before.0) as f64 / (runs - empty_before.1) as f64,
+            );
+        }
+        let _ = probe.kill();
+        let _ = probe.wait();
     }
     if hub.mode == Mode::Ebpf {
         let (time, runs) = bpf_stats();
@@ -146,14 +166,16 @@ fn pgbench(
     Ok((tps, latency))
 }
 
-/// Median latency of one client, from pgbench's per-transaction log.
+/// Median latency of one client, from pgbench's per-transaction log. Prepared statements,
+/// as the agent uses, so that both send the same messages per query.
 fn pgbench_median(target: &str, script: &str, seconds: Duration) -> anyhow::Result<f64> {
     let dir = net::state_dir().join("pgbench-log");
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir)?;
     let prefix = dir.join("tx");
     let mut cmd = pgbench_command(target, script, 1, seconds);
-    cmd.arg("--log")
+    cmd.args(["--protocol", "prepared"])
+        .arg("--log")
         .arg(format!("--log-prefix={}", prefix.display()));
     run(&mut cmd)?;
     let mut latencies_us = Vec::new();
@@ -259,13 +281,67 @@ fn hub_packets() -> anyhow::Result<u64> {
         .sum())
 }
 
+/// `edgehub probe` (the empty `edgehub_count` program) on the hub's client side, for longer
+/// than one iperf3 run; attached when this returns.
+fn attach_empty_program(
+    bin: &std::path::Path,
+    seconds: Duration,
+) -> anyhow::Result<std::process::Child> {
+    let log = net::state_dir().join("logs/probe.log");
+    let mut child = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{HUB_NS}"))
+        .arg("--")
+        .arg(bin.join("edgehub"))
+        .args(["probe", "--iface", "eh-client", "--seconds"])
+        .arg((seconds.as_secs() + 10).to_string())
+        .stdout(fs::File::create(&log)?)
+        .stderr(fs::File::create(&log)?)
+        .spawn()?;
+    let attached = net::wait_for(
+        "the empty program",
+        Some("probe"),
+        Duration::from_secs(10),
+        || fs::read_to_string(&log).is_ok_and(|l| l.contains("attached")),
+    );
+    if let Err(e) = attached {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(e);
+    }
+    Ok(child)
+}
+
+/// New TCP connections per second from the client to the accept-and-close sink.
+fn tcp_connections(target: &str, seconds: Duration) -> anyhow::Result<f64> {
+    let out = run(in_client(&std::env::current_exe()?.display().to_string())
+        .args(["bench", "tcp-connect", &format!("{target}:{CONNECT_PORT}")])
+        .arg(seconds.as_secs().to_string()))?;
+    out.trim().parse().context("the connect loop's rate")
+}
+
+/// (`run_time_ns`, `run_cnt`) of the programs named `name`.
+fn bpf_stats_of(name: &str) -> (u64, u64) {
+    bpf_programs()
+        .iter()
+        .filter(|p| p["name"] == name)
+        .fold((0, 0), |(t, c), p| {
+            (
+                t + p["run_time_ns"].as_u64().unwrap_or(0),
+                c + p["run_cnt"].as_u64().unwrap_or(0),
+            )
+        })
+}
+
+fn bpf_programs() -> Vec<Value> {
+    run(Command::new("bpftool").args(["prog", "show", "--json"]))
+        .ok()
+        .and_then(|out| serde_json::from_str(&out).ok())
+        .unwrap_or_default()
+}
+
 /// Total (`run_time_ns`, `run_cnt`) of edgehub's programs, with `bpf_stats` enabled.
 fn bpf_stats() -> (u64, u64) {
-    let Ok(out) = run(Command::new("bpftool").args(["prog", "show", "--json"])) else {
-        return (0, 0);
-    };
-    let progs: Vec<Value> = serde_json::from_str(&out).unwrap_or_default();
-    progs
+    bpf_programs()
         .iter()
         .filter(|p| p["name"].as_str().is_some_and(|n| n.starts_with("eh_")))
         .fold((0, 0), |(t, c), p| {

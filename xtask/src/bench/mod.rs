@@ -8,6 +8,7 @@
 mod measure;
 mod modes;
 mod report;
+mod tcp;
 
 use std::{
     collections::BTreeMap,
@@ -31,6 +32,15 @@ pub struct BenchArgs {
 enum What {
     /// The NAT on the hub: plain routing, iptables, nftables and edgehub's eBPF.
     Nat(NatArgs),
+    /// (internal) Accept TCP connections and close them.
+    #[command(hide = true)]
+    TcpSink { listen: std::net::SocketAddr },
+    /// (internal) Connect and close in a loop; print connections per second.
+    #[command(hide = true)]
+    TcpConnect {
+        target: std::net::SocketAddr,
+        seconds: u64,
+    },
 }
 
 #[derive(Args)]
@@ -53,7 +63,11 @@ struct NatArgs {
 pub type Figures = BTreeMap<&'static str, f64>;
 
 pub fn run(workspace: &Path, args: BenchArgs) -> anyhow::Result<()> {
-    let What::Nat(args) = args.what;
+    let args = match args.what {
+        What::Nat(args) => args,
+        What::TcpSink { listen } => return tcp::sink(listen),
+        What::TcpConnect { target, seconds } => return tcp::connect_loop(target, seconds),
+    };
     ensure!(
         util::is_root(),
         "the benchmarks need root (namespaces, eBPF)"

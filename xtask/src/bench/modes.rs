@@ -15,6 +15,8 @@ pub const CLIENT_NS: &str = "ehlab-client";
 pub const VIP: &str = "10.50.0.1";
 const CLIENT_ADDR: &str = "10.50.0.2";
 pub const SINK_PORT: u16 = 5201;
+/// The accept-and-close sink for connection rates.
+pub const CONNECT_PORT: u16 = 5202;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize)]
 pub enum Mode {
@@ -65,6 +67,18 @@ pub fn create_fixed_namespaces() -> anyhow::Result<()> {
         Duration::from_secs(10),
         || net::listening(DB_NS, SINK_PORT),
     )?;
+    let mut connect_sink = Command::new("ip");
+    connect_sink
+        .args(["netns", "exec", DB_NS])
+        .arg(std::env::current_exe()?)
+        .args(["bench", "tcp-sink", &format!("{DB_ADDR}:{CONNECT_PORT}")]);
+    net::spawn("tcp-sink", connect_sink)?;
+    net::wait_for(
+        "the TCP sink",
+        Some("tcp-sink"),
+        Duration::from_secs(10),
+        || net::listening(DB_NS, CONNECT_PORT),
+    )?;
     net::ip(&["netns", "del", HUB_NS])
 }
 
@@ -109,7 +123,7 @@ impl Hub {
         net::add_ns(HUB_NS)?;
         let hub = Self { mode };
         links()?;
-        let ports = format!("5432,{SINK_PORT}");
+        let ports = format!("5432,{SINK_PORT},{CONNECT_PORT}");
         match mode {
             Mode::Plain => {}
             Mode::Iptables => {
@@ -149,7 +163,7 @@ impl Hub {
             Mode::Nftables => {
                 let rules = format!(
                     "table ip edgehub_bench {{\n\
-                     chain pre {{ type nat hook prerouting priority dstnat; ip daddr {VIP} tcp dport {{ 5432, {SINK_PORT} }} dnat to {DB_ADDR}; }}\n\
+                     chain pre {{ type nat hook prerouting priority dstnat; ip daddr {VIP} tcp dport {{ 5432, {SINK_PORT}, {CONNECT_PORT} }} dnat to {DB_ADDR}; }}\n\
                      chain post {{ type nat hook postrouting priority srcnat; ip daddr {DB_ADDR} oifname \"ens5\" masquerade; }}\n}}\n"
                 );
                 let file = net::state_dir().join("bench.nft");
@@ -189,7 +203,8 @@ fn start_ebpf(bin: &std::path::Path) -> anyhow::Result<()> {
             "10.50.0.0/24",
         ])
         .arg(format!("{VIP}:5432={DB_ADDR}:5432"))
-        .arg(format!("{VIP}:{SINK_PORT}={DB_ADDR}:{SINK_PORT}"));
+        .arg(format!("{VIP}:{SINK_PORT}={DB_ADDR}:{SINK_PORT}"))
+        .arg(format!("{VIP}:{CONNECT_PORT}={DB_ADDR}:{CONNECT_PORT}"));
     net::spawn("nat", nat)?;
     let log = net::state_dir().join("logs/nat.log");
     net::wait_for("the eBPF NAT", Some("nat"), Duration::from_secs(20), || {
