@@ -39,6 +39,27 @@ pub fn expired(entries: &[(FlowKey, FlowEntry)], timeouts: &Timeouts, now_ns: u6
     doomed
 }
 
+/// Whether `key`'s entry, read again now, is still one to delete: an idle forward entry,
+/// or a reply entry whose forward entry is gone or idle.
+fn still_expired<T: std::borrow::Borrow<aya::maps::MapData>>(
+    flows: &HashMap<T, FlowKey, FlowEntry>,
+    key: &FlowKey,
+    timeouts: &Timeouts,
+    now_ns: u64,
+) -> bool {
+    let idle = |entry: &FlowEntry| {
+        Duration::from_nanos(now_ns.saturating_sub(entry.last_seen_ns))
+            > timeout(timeouts, entry.state)
+    };
+    match flows.get(key, 0) {
+        Ok(entry) if entry.direction == direction::FORWARD => idle(&entry),
+        Ok(entry) => flows
+            .get(&entry.other, 0)
+            .map_or(true, |forward| idle(&forward)),
+        Err(_) => false,
+    }
+}
+
 /// What one collection did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Collected {
@@ -63,9 +84,16 @@ pub fn collect(map: &mut Map, timeouts: &Timeouts) -> Result<Collected, NatError
         .iter()
         .filter(|(_, e)| !present.contains(&e.other))
         .count();
-    let doomed = expired(&entries, timeouts, monotonic_ns());
+    let now = monotonic_ns();
+    let doomed = expired(&entries, timeouts, now);
     let mut removed = 0;
     for key in &doomed {
+        // The dataplane runs on while this collects: the snapshot may have caught a new
+        // flow's reply entry without its forward entry, or an idle flow that a SYN has
+        // revived since. Only what is still expired now goes.
+        if !still_expired(&flows, key, timeouts, now) {
+            continue;
+        }
         // Gone already (evicted, or removed by the kernel): nothing to do.
         if flows.remove(key).is_ok() && forward.contains(key) {
             removed += 1;

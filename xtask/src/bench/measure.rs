@@ -113,9 +113,10 @@ fn script(name: &str, sql: &str) -> anyhow::Result<String> {
     Ok(path.display().to_string())
 }
 
+/// A client command, ended after two minutes: a stalled path gives an error, not a hang.
 fn in_client(program: &str) -> Command {
     let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", CLIENT_NS, program]);
+    cmd.args(["netns", "exec", CLIENT_NS, "timeout", "120", program]);
     cmd
 }
 
