@@ -9,7 +9,7 @@ use aya::{Ebpf, EbpfLoader};
 pub enum LoadError {
     #[error(
         "this edgehub binary was built without its eBPF programs; \
-         run `cargo xtask setup` and `cargo xtask build-ebpf`, then rebuild"
+         run `cargo xtask setup` and `cargo xtask build-ebpf --release`, then rebuild"
     )]
     NotEmbedded,
     #[error("loading the eBPF object into the kernel")]
