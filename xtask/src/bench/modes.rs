@@ -7,7 +7,7 @@ use clap::ValueEnum;
 use serde::Serialize;
 
 use crate::lab::{
-    net, postgres,
+    hub, net, postgres,
     regions::{DB_ADDR, DB_NS, HUB_NS, HUB_PRIVATE_ADDR},
 };
 
@@ -126,40 +126,7 @@ impl Hub {
         let ports = format!("5432,{SINK_PORT},{CONNECT_PORT}");
         match mode {
             Mode::Plain => {}
-            Mode::Iptables => {
-                in_hub(&[
-                    "iptables",
-                    "-t",
-                    "nat",
-                    "-A",
-                    "PREROUTING",
-                    "-d",
-                    VIP,
-                    "-p",
-                    "tcp",
-                    "-m",
-                    "multiport",
-                    "--dports",
-                    &ports,
-                    "-j",
-                    "DNAT",
-                    "--to-destination",
-                    DB_ADDR,
-                ])?;
-                in_hub(&[
-                    "iptables",
-                    "-t",
-                    "nat",
-                    "-A",
-                    "POSTROUTING",
-                    "-d",
-                    DB_ADDR,
-                    "-o",
-                    "ens5",
-                    "-j",
-                    "MASQUERADE",
-                ])?;
-            }
+            Mode::Iptables => hub::iptables_nat(&ports)?,
             Mode::Nftables => {
                 let rules = format!(
                     "table ip edgehub_bench {{\n\

@@ -168,7 +168,12 @@ fn start_original(lab: &Lab) -> anyhow::Result<()> {
     ])?;
     net::ip(&["-n", HUB_NS, "link", "set", "wg0", "mtu", "1420", "up"])?;
     net::ip(&["-n", HUB_NS, "route", "add", "10.50.0.0/16", "dev", "wg0"])?;
-    // The original user data, rule for rule.
+    iptables_nat("5432")
+}
+
+/// The original hub's NAT: forwarding on, iptables DNAT of `VIP:<ports>` to the database and
+/// MASQUERADE towards it. The benchmarks use it too, with more ports.
+pub fn iptables_nat(ports: &str) -> anyhow::Result<()> {
     let in_hub = |args: &[&str]| {
         net::quiet(
             Command::new("ip")
@@ -187,12 +192,14 @@ fn start_original(lab: &Lab) -> anyhow::Result<()> {
         VIP,
         "-p",
         "tcp",
-        "--dport",
-        "5432",
+        "-m",
+        "multiport",
+        "--dports",
+        ports,
         "-j",
         "DNAT",
         "--to-destination",
-        &format!("{DB_ADDR}:5432"),
+        DB_ADDR,
     ])?;
     in_hub(&[
         "iptables",
@@ -202,10 +209,8 @@ fn start_original(lab: &Lab) -> anyhow::Result<()> {
         "POSTROUTING",
         "-d",
         DB_ADDR,
-        "-p",
-        "tcp",
-        "--dport",
-        "5432",
+        "-o",
+        "ens5",
         "-j",
         "MASQUERADE",
     ])
