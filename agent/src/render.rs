@@ -178,43 +178,10 @@ mod tests {
     use crate::sweep::fill_from_report;
 
     fn sample() -> Vec<RegionResult> {
-        let json = serde_json::json!([
-            {"code":"lhr","flag":"🇬🇧","city":"London","target":"a","status":"ok","error":null,
-             "statistic":"median","insert_ms":12.5,"read_ms":12.0,"insert_p95_ms":13.0,
-             "read_p95_ms":12.5,"read_network_ms":11.0,"read_server_ms":0.5,
-             "insert_network_ms":null,"insert_server_ms":null,"errors":0,"rank":1}
-        ]);
-        let mut v: Vec<RegionResult> = Vec::new();
-        let base: serde_json::Value = json[0].clone();
-        let mut r = crate::sweep::targets(
-            &crate::regions::parse(crate::regions::DEFAULT_REGIONS).expect("regions"),
-            &[],
-            8080,
-        )
-        .expect("targets");
-        let (lhr, _) = r.remove(0);
-        let (syd, _) = r.pop().expect("syd");
-        let mut a = crate::sweep::RegionResult {
-            code: lhr.code,
-            flag: lhr.flag,
-            city: lhr.city,
-            target: "a".into(),
-            status: "error",
-            error: None,
-            statistic: "median",
-            insert_ms: None,
-            read_ms: None,
-            insert_p95_ms: None,
-            read_p95_ms: None,
-            read_network_ms: None,
-            read_server_ms: None,
-            insert_network_ms: None,
-            insert_server_ms: None,
-            errors: 0,
-            rank: None,
-        };
-        let mut b = a.clone();
-        b.code = syd.code;
+        let regions = crate::regions::parse(crate::regions::DEFAULT_REGIONS).expect("regions");
+        let (lhr, syd) = (&regions[0], regions.last().expect("syd"));
+        let mut a = RegionResult::new(lhr, "a", Statistic::Median);
+        let mut b = RegionResult::new(syd, "a", Statistic::Median);
         b.city = "Syd, \"AU\"".into();
         b.status = "timeout";
         fill_from_report(
@@ -224,10 +191,7 @@ mod tests {
             Statistic::Median,
         );
         a.rank = Some(1);
-        assert_eq!(base["code"], "lhr");
-        v.push(a);
-        v.push(b);
-        v
+        vec![a, b]
     }
 
     #[test]

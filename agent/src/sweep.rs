@@ -68,7 +68,7 @@ pub struct RegionResult {
 }
 
 impl RegionResult {
-    fn new(region: &Region, target: &str, statistic: Statistic) -> Self {
+    pub(crate) fn new(region: &Region, target: &str, statistic: Statistic) -> Self {
         Self {
             code: region.code.clone(),
             flag: region.flag.clone(),

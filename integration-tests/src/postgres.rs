@@ -27,21 +27,8 @@ pub const USER: &str = "contacts_user";
 /// The application database of the original guide.
 pub const DB: &str = "contacts";
 
-/// The original's schema (section 3.3).
-const SETUP: &str = "CREATE DATABASE contacts;
-\\c contacts
-CREATE TABLE contacts (
-id SERIAL PRIMARY KEY,
-name VARCHAR(255) NOT NULL,
-email VARCHAR(255),
-notes TEXT,
-created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP
-);
-CREATE USER contacts_user WITH PASSWORD :'pw';
-GRANT ALL PRIVILEGES ON DATABASE contacts TO contacts_user;
-GRANT ALL PRIVILEGES ON ALL TABLES IN SCHEMA public TO contacts_user;
-GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO contacts_user;
-";
+/// The original's database, user and table (section 3.3), shared with the lab.
+const SETUP: &str = include_str!("../../agent/contacts-setup.sql");
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 

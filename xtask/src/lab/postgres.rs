@@ -1,7 +1,13 @@
 //! PostgreSQL 15 in the `db` namespace, set up as the original guide set up RDS: database
 //! `contacts`, its table, and `contacts_user` with a password, reachable on a private address.
 
-use std::{fs, os::unix::fs::PermissionsExt as _, process::Command, time::Duration};
+use std::{
+    fs,
+    io::Write as _,
+    os::unix::fs::PermissionsExt as _,
+    process::{Command, Stdio},
+    time::Duration,
+};
 
 use anyhow::Context as _;
 
@@ -12,17 +18,8 @@ use super::{
 
 const BIN: &str = "/usr/lib/postgresql/15/bin";
 
-const SCHEMA: &str = "
-CREATE TABLE contacts (
-    id SERIAL PRIMARY KEY,
-    name VARCHAR(255) NOT NULL,
-    email VARCHAR(255),
-    notes TEXT,
-    created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP
-);
-GRANT ALL PRIVILEGES ON ALL TABLES IN SCHEMA public TO contacts_user;
-GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO contacts_user;
-";
+/// The original's database, user and table (section 3.3), shared with the test fixture.
+const SETUP: &str = include_str!("../../../agent/contacts-setup.sql");
 
 /// As the `postgres` user: the server refuses to run as root.
 fn as_postgres(program: &str) -> Command {
@@ -107,28 +104,28 @@ pub fn start(host_auth: &str) -> anyhow::Result<()> {
         },
     )?;
 
-    let psql = |db: &str, sql: &str| {
-        net::quiet(as_postgres("psql").args([
-            "-h",
-            &socket_dir,
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-d",
-            db,
-            "-c",
-            sql,
-        ]))
-    };
-    psql("postgres", "CREATE DATABASE contacts")?;
-    psql(
-        "postgres",
-        &format!("CREATE USER contacts_user WITH PASSWORD '{DB_PASSWORD}'"),
-    )?;
-    psql(
-        "postgres",
-        "GRANT ALL PRIVILEGES ON DATABASE contacts TO contacts_user",
-    )?;
-    psql("contacts", SCHEMA)
+    // The script comes on stdin: the postgres user may not read a checkout under /root.
+    let mut psql = as_postgres("psql");
+    psql.args(["-h", &socket_dir, "-v", "ON_ERROR_STOP=1", "-d", "postgres"])
+        .arg("-v")
+        .arg(format!("pw={DB_PASSWORD}"))
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = psql.spawn().context("starting psql")?;
+    child
+        .stdin
+        .take()
+        .context("psql's stdin")?
+        .write_all(SETUP.as_bytes())?;
+    let out = child.wait_with_output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "setting up the database: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(())
 }
 
 fn as_postgres_args(program: &str) -> Vec<String> {
